@@ -1,0 +1,280 @@
+/*
+ * The classic /dev/fuse loop: read one request, dispatch it, write the reply.
+ *
+ * It serves three roles: the whole dev transport (one loop per worker, each on its own cloned
+ * fd), the main thread's reader before INIT and for what the kernel keeps sending over
+ * /dev/fuse while the io-uring ring is active (interrupts, forgets, requests that raced the
+ * switch), and single-threaded mode.
+ *
+ * A loop owns a small pool of slots; each slot has a read buffer, a reply area and the rf_req.
+ * A handler that answers at once hands the slot straight back; a handler that defers keeps its
+ * slot until the reply (from any thread) is written, and the loop reads the next request into
+ * another slot. Replies are written by whichever thread answers: write() on /dev/fuse is
+ * thread-safe and a deferred reply needs no hop back to the reading thread.
+ */
+#include "ringfuse_i.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define DEV_MAX_SLOTS 16
+
+struct dev_loop;
+
+struct dev_slot {
+	rf_req req;
+	struct dev_loop *loop;
+	char *in;		    /* dev_bufsize bytes: the request as read */
+	struct fuse_out_header *oh; /* reply header, immediately followed by the body */
+	struct dev_slot *next_free;
+};
+
+struct dev_loop {
+	rf_session *se;
+	int fd;
+	unsigned int queue;
+	struct rf_queue_stats *stats;
+	size_t out_cap;
+	struct dev_slot *slots[DEV_MAX_SLOTS];
+	unsigned int nslots;
+	/* Free slots: pushed by any replying thread, popped only by the loop (so no ABA). */
+	struct dev_slot *_Atomic free_head;
+	pthread_mutex_t wait_lock; /* slow path only: every slot is held by a deferred reply */
+	pthread_cond_t wait_cond;
+	_Atomic int waiting;
+};
+
+static void slot_release(struct dev_slot *s)
+{
+	struct dev_loop *l = s->loop;
+	struct dev_slot *head = atomic_load_explicit(&l->free_head, memory_order_relaxed);
+
+	atomic_store_explicit(&s->req.state, RF_REQ_FREE, memory_order_relaxed);
+	do {
+		s->next_free = head;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&l->free_head, &head, s, memory_order_release, memory_order_relaxed));
+	if (atomic_load(&l->waiting)) {
+		pthread_mutex_lock(&l->wait_lock);
+		pthread_cond_signal(&l->wait_cond);
+		pthread_mutex_unlock(&l->wait_lock);
+	}
+}
+
+int rf_dev_write(int fd, const struct iovec *iov, int iovcnt)
+{
+	ssize_t n;
+
+	do {
+		n = writev(fd, iov, iovcnt);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : 0;
+}
+
+static int dev_send(rf_req *req, int error, size_t len)
+{
+	struct dev_slot *s = req->chan;
+	struct dev_loop *l = s->loop;
+	struct iovec iov = {s->oh, sizeof(*s->oh) + len};
+	int ret;
+
+	s->oh->unique = req->unique;
+	s->oh->error = error;
+	s->oh->len = (uint32_t)iov.iov_len;
+	ret = rf_dev_write(l->fd, &iov, 1);
+	rf_stat_add(req->stats->enters, 1);
+	/* ENOENT: the request was interrupted and is gone; nothing is lost. */
+	if (ret < 0 && ret != -ENOENT && ret != -ENODEV && ret != -ENOTCONN)
+		rf_log_once(RF_LOG_WARN, "ringfuse: writing a reply to /dev/fuse failed: %s",
+			    strerror(-ret));
+	slot_release(s);
+	return ret == -ENOENT ? 0 : ret;
+}
+
+static void dev_drop(rf_req *req)
+{
+	slot_release(req->chan);
+}
+
+static const struct rf_reply_ops dev_reply_ops = {
+	.send = dev_send,
+	.drop = dev_drop,
+};
+
+static void slot_free(struct dev_slot *s, size_t in_size, size_t out_size)
+{
+	if (!s)
+		return;
+	if (s->in)
+		munmap(s->in, in_size);
+	if (s->oh)
+		munmap(s->oh, out_size);
+	free(s);
+}
+
+static struct dev_slot *slot_new(struct dev_loop *l)
+{
+	rf_session *se = l->se;
+	size_t out_size = sizeof(struct fuse_out_header) + l->out_cap;
+	struct dev_slot *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->loop = l;
+	/* mmap keeps large buffers page-aligned, which O_DIRECT pass-through needs. */
+	s->in = mmap(NULL, se->dev_bufsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+		     0);
+	s->oh = mmap(NULL, out_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->in == MAP_FAILED || s->oh == MAP_FAILED) {
+		if (s->in == MAP_FAILED)
+			s->in = NULL;
+		if (s->oh == MAP_FAILED)
+			s->oh = NULL;
+		slot_free(s, se->dev_bufsize, out_size);
+		return NULL;
+	}
+	s->req.se = se;
+	s->req.rops = &dev_reply_ops;
+	s->req.chan = s;
+	s->req.queue = l->queue;
+	s->req.stats = l->stats;
+	s->req.out = (char *)(s->oh + 1);
+	s->req.out_cap = l->out_cap;
+	rf_session_register_reqs(se, &s->req, 1, sizeof(*s));
+	return s;
+}
+
+/* Take a free slot, growing the pool while handlers hold slots, then waiting. */
+static struct dev_slot *slot_get(struct dev_loop *l)
+{
+	for (;;) {
+		struct dev_slot *head = atomic_load_explicit(&l->free_head, memory_order_acquire);
+
+		while (head) {
+			if (atomic_compare_exchange_weak_explicit(
+				    &l->free_head, &head, head->next_free, memory_order_acquire,
+				    memory_order_acquire))
+				return head;
+		}
+		if (l->nslots < DEV_MAX_SLOTS) {
+			struct dev_slot *s = slot_new(l);
+
+			if (s) {
+				l->slots[l->nslots++] = s;
+				return s;
+			}
+		}
+		if (atomic_load(&l->se->exiting))
+			return NULL;
+		pthread_mutex_lock(&l->wait_lock);
+		atomic_store(&l->waiting, 1);
+		if (!atomic_load(&l->free_head)) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 50 * 1000 * 1000;
+			if (ts.tv_nsec >= 1000000000) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&l->wait_cond, &l->wait_lock, &ts);
+		}
+		atomic_store(&l->waiting, 0);
+		pthread_mutex_unlock(&l->wait_lock);
+	}
+}
+
+static size_t dev_out_cap(const rf_session *se)
+{
+	size_t cap = se->dev_bufsize;
+
+	/* Replies to getxattr/listxattr may carry up to 64 KiB whatever max_write is. */
+	if (cap < 65536 + RF_PAGE_SIZE)
+		cap = 65536 + RF_PAGE_SIZE;
+	return cap;
+}
+
+/* Wait until every deferred request of this loop has been answered, bounded in time. */
+static void loop_drain(struct dev_loop *l)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned int busy = 0;
+
+		for (unsigned int i = 0; i < l->nslots; i++)
+			if (atomic_load(&l->slots[i]->req.state) != RF_REQ_FREE)
+				busy++;
+		if (!busy)
+			return;
+		usleep(10000);
+	}
+	rf_log(RF_LOG_WARN, "ringfuse: requests still unanswered at exit on /dev/fuse worker %u",
+	       l->queue);
+}
+
+int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats)
+{
+	struct dev_loop *l = calloc(1, sizeof(*l));
+	unsigned int leaked = 0;
+	int ret = 0;
+
+	if (!l)
+		return -ENOMEM;
+	l->se = se;
+	l->fd = fd;
+	l->queue = queue;
+	l->stats = stats;
+	l->out_cap = dev_out_cap(se);
+	pthread_mutex_init(&l->wait_lock, NULL);
+	pthread_cond_init(&l->wait_cond, NULL);
+
+	while (!atomic_load(&se->exiting)) {
+		struct dev_slot *s = slot_get(l);
+		ssize_t n;
+
+		if (!s)
+			break;
+		n = read(fd, s->in, se->dev_bufsize);
+		rf_stat_add(stats->enters, 1);
+		if (n < 0) {
+			int err = errno;
+
+			slot_release(s);
+			if (err == EINTR || err == EAGAIN) {
+				if (queue == 0 && fd == se->fd)
+					rf_session_poll_signals(se);
+				continue;
+			}
+			if (err == ENOENT) /* request interrupted before we read it */
+				continue;
+			if (err != ENODEV)
+				rf_log(RF_LOG_ERR, "ringfuse: reading /dev/fuse failed: %s",
+				       strerror(err));
+			ret = err == ENODEV ? 0 : -err;
+			rf_session_conn_lost(se);
+			break;
+		}
+		rf_dispatch_msg(se, &s->req, s->in, (size_t)n);
+	}
+
+	loop_drain(l);
+	for (unsigned int i = 0; i < l->nslots; i++) {
+		struct dev_slot *s = l->slots[i];
+
+		rf_session_unregister_reqs(se, &s->req);
+		/* A handler that never answered still owns its slot (and the loop): leaking them
+		 * beats a late reply writing into freed memory. */
+		if (atomic_load(&s->req.state) == RF_REQ_FREE)
+			slot_free(s, se->dev_bufsize, sizeof(struct fuse_out_header) + l->out_cap);
+		else
+			leaked++;
+	}
+	if (!leaked) {
+		pthread_mutex_destroy(&l->wait_lock);
+		pthread_cond_destroy(&l->wait_cond);
+		free(l);
+	}
+	return ret;
+}

@@ -1,0 +1,192 @@
+/*
+ * Mounting and unmounting. As root: open /dev/fuse and mount(2) it directly. As any other
+ * user: run fusermount3, the setuid helper every FUSE installation ships, which checks what an
+ * unprivileged user may mount (it forces nosuid,nodev and honours user_allow_other in
+ * /etc/fuse.conf) and passes the /dev/fuse fd back over a socket.
+ */
+#include "ringfuse_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define FUSERMOUNT "fusermount3"
+
+static const char *fs_name(const rf_session *se)
+{
+	if (se->opts.fsname)
+		return se->opts.fsname;
+	if (se->source)
+		return se->source;
+	return se->progname;
+}
+
+/* Options both mount paths share; fusermount3 validates them again for unprivileged users. */
+static int common_opts(const rf_session *se, char *buf, size_t size)
+{
+	int n = snprintf(buf, size, "%s%s%s",
+			 se->opts.default_permissions ? ",default_permissions" : "",
+			 se->opts.allow_other ? ",allow_other" : "", se->opts.ro ? ",ro" : "");
+
+	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
+}
+
+static int mount_as_root(rf_session *se)
+{
+	char type[128], opts[512], common[128];
+	struct stat st;
+	unsigned long flags = se->opts.mount_flags | (se->opts.ro ? MS_RDONLY : 0);
+	int fd, n;
+
+	fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: cannot open /dev/fuse: %s%s", strerror(err),
+		       err == ENOENT ? " (is the fuse module loaded?)" : "");
+		return -err;
+	}
+	if (stat(se->mountpoint, &st) < 0 || common_opts(se, common, sizeof(common))) {
+		close(fd);
+		return -EINVAL;
+	}
+	n = snprintf(opts, sizeof(opts), "fd=%d,rootmode=%o,user_id=%u,group_id=%u%s", fd,
+		     st.st_mode & S_IFMT, getuid(), getgid(), common);
+	if (n < 0 || (size_t)n >= sizeof(opts)) {
+		close(fd);
+		return -E2BIG;
+	}
+	snprintf(type, sizeof(type), "fuse%s%s", se->opts.subtype ? "." : "",
+		 se->opts.subtype ? se->opts.subtype : "");
+	if (mount(fs_name(se), se->mountpoint, type, flags, opts) < 0) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: mounting %s failed: %s", se->mountpoint,
+		       strerror(err));
+		close(fd);
+		return -err;
+	}
+	se->fd = fd;
+	return 0;
+}
+
+static int receive_fd(int sock)
+{
+	char byte;
+	struct iovec iov = {&byte, 1};
+	char ctl[CMSG_SPACE(sizeof(int))];
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl,
+			     .msg_controllen = sizeof(ctl)};
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd;
+
+	do {
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		return -EIO;
+	cm = CMSG_FIRSTHDR(&msg);
+	if (!cm || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+	    cm->cmsg_len != CMSG_LEN(sizeof(int)))
+		return -EIO;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+	return fd;
+}
+
+static int mount_with_fusermount(rf_session *se)
+{
+	char opts[512], common[128];
+	int sv[2], status, fd, n;
+	pid_t pid;
+
+	if (common_opts(se, common, sizeof(common)))
+		return -EINVAL;
+	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s", fs_name(se),
+		     se->opts.subtype ? ",subtype=" : "", se->opts.subtype ? se->opts.subtype : "",
+		     common);
+	if (n < 0 || (size_t)n >= sizeof(opts))
+		return -E2BIG;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -errno;
+	}
+	if (pid == 0) {
+		char env[32];
+
+		/* The child end must survive exec: it is how the fd comes back. */
+		fcntl(sv[0], F_SETFD, 0);
+		snprintf(env, sizeof(env), "%d", sv[0]);
+		setenv("_FUSE_COMMFD", env, 1);
+		execlp(FUSERMOUNT, FUSERMOUNT, "-o", opts, "--", se->mountpoint, (char *)NULL);
+		fprintf(stderr, "ringfuse: cannot run %s: %s\n", FUSERMOUNT, strerror(errno));
+		_exit(127);
+	}
+	close(sv[0]);
+	fd = receive_fd(sv[1]);
+	close(sv[1]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (fd < 0) {
+		rf_log(RF_LOG_ERR, "ringfuse: %s could not mount %s (exit status %d)", FUSERMOUNT,
+		       se->mountpoint, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		return -EPERM;
+	}
+	se->fd = fd;
+	se->nonroot_mount = true;
+	return 0;
+}
+
+int rf_mount(rf_session *se)
+{
+	int ret;
+
+	if (geteuid() == 0)
+		ret = mount_as_root(se);
+	else
+		ret = mount_with_fusermount(se);
+	if (ret == 0)
+		se->mounted = true;
+	return ret;
+}
+
+void rf_unmount(rf_session *se)
+{
+	if (!se->mounted)
+		return;
+	se->mounted = false;
+	if (!se->nonroot_mount) {
+		/* Detach: a busy mount still goes away for new lookups; open files are failed
+		 * when the fd closes and the connection is aborted. */
+		if (umount2(se->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+			rf_log(RF_LOG_WARN, "ringfuse: unmounting %s failed: %s", se->mountpoint,
+			       strerror(errno));
+		return;
+	}
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		execlp(FUSERMOUNT, FUSERMOUNT, "-u", "-q", "-z", "--", se->mountpoint,
+		       (char *)NULL);
+		_exit(127);
+	}
+	if (pid > 0) {
+		int status;
+
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+}

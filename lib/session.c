@@ -1,0 +1,410 @@
+/*
+ * A session: options, mount, the main thread's /dev/fuse loop, the transport started after
+ * INIT, signals, and every way the session ends.
+ *
+ * The main thread always reads /dev/fuse. INIT arrives there; once it is answered the chosen
+ * transport starts its own threads (io-uring queues, or more /dev/fuse workers) and the main
+ * thread keeps serving what still comes over /dev/fuse. The session ends when the kernel says
+ * the connection is gone (unmount, abort) or when rf_session_exit() is called (signals): then
+ * the mount is detached, the transport stopped and joined, and the fd closed, in that order,
+ * so no application sees a dead mount while the daemon could still answer it.
+ */
+#include "ringfuse_i.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static rf_session *signal_session;
+static volatile sig_atomic_t stats_requested;
+
+rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size,
+			   void *userdata)
+{
+	rf_session *se = calloc(1, sizeof(*se));
+	int ret;
+
+	if (!se) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	se->fd = -1;
+	pthread_mutex_init(&se->lock, NULL);
+	if (ops_size > sizeof(se->ops)) {
+		rf_log(RF_LOG_WARN, "ringfuse: the filesystem's ops table is newer than this "
+				    "library; unknown operations are ignored");
+		ops_size = sizeof(se->ops);
+	}
+	memcpy(&se->ops, ops, ops_size);
+	se->userdata = userdata;
+	ret = rf_opts_parse(se, argc, argv);
+	if (ret) {
+		rf_session_destroy(se);
+		errno = ret > 0 ? 0 : -ret;
+		return NULL;
+	}
+	return se;
+}
+
+const char *rf_session_source(const rf_session *se)
+{
+	return se->source;
+}
+
+const char *rf_session_transport(const rf_session *se)
+{
+	return se->tp ? se->tp->name : "none";
+}
+
+void rf_session_exit(rf_session *se)
+{
+	atomic_store(&se->exiting, true);
+}
+
+void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st)
+{
+	if (idx >= RF_MAX_QUEUES)
+		return;
+	pthread_mutex_lock(&se->lock);
+	se->qstats[idx] = st;
+	if (idx + 1 > se->nqueues)
+		se->nqueues = idx + 1;
+	pthread_mutex_unlock(&se->lock);
+}
+
+void rf_session_retire_queue(rf_session *se, unsigned int idx)
+{
+	if (idx >= RF_MAX_QUEUES)
+		return;
+	pthread_mutex_lock(&se->lock);
+	if (se->qstats[idx]) {
+		if (!se->retired)
+			se->retired = calloc(RF_MAX_QUEUES, sizeof(*se->retired));
+		if (se->retired) {
+			se->retired[idx] = *se->qstats[idx];
+			se->qstats[idx] = &se->retired[idx];
+		} else {
+			se->qstats[idx] = NULL;
+		}
+	}
+	pthread_mutex_unlock(&se->lock);
+}
+
+void rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
+{
+	pthread_mutex_lock(&se->lock);
+	if (se->ntables < sizeof(se->tables) / sizeof(se->tables[0]))
+		se->tables[se->ntables++] = (struct rf_req_table){first, count, stride};
+	else
+		rf_log_once(RF_LOG_WARN, "ringfuse: too many request tables; interrupts for "
+					 "some requests will be ignored");
+	pthread_mutex_unlock(&se->lock);
+}
+
+void rf_session_unregister_reqs(rf_session *se, rf_req *first)
+{
+	pthread_mutex_lock(&se->lock);
+	for (unsigned int i = 0; i < se->ntables; i++) {
+		if (se->tables[i].first == first) {
+			se->tables[i] = se->tables[--se->ntables];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&se->lock);
+}
+
+/* Interrupts are rare: a scan of every request object beats a lock on the hot path. */
+rf_req *rf_session_find_req(rf_session *se, uint64_t unique)
+{
+	rf_req *found = NULL;
+
+	pthread_mutex_lock(&se->lock);
+	for (unsigned int t = 0; t < se->ntables && !found; t++) {
+		const struct rf_req_table *tb = &se->tables[t];
+
+		for (size_t i = 0; i < tb->count; i++) {
+			rf_req *r = (rf_req *)((char *)tb->first + i * tb->stride);
+
+			if (atomic_load(&r->state) == RF_REQ_ACTIVE && r->unique == unique) {
+				atomic_store(&r->interrupted_unique, unique);
+				found = r;
+				break;
+			}
+		}
+	}
+	pthread_mutex_unlock(&se->lock);
+	return found;
+}
+
+void rf_session_conn_lost(rf_session *se)
+{
+	if (!atomic_exchange(&se->conn_gone, true))
+		atomic_store(&se->exiting, true);
+	/* The main thread may be blocked in read(); a signal makes it look at the flag. */
+	if (!pthread_equal(pthread_self(), se->main_thread))
+		pthread_kill(se->main_thread, SIGUSR2);
+}
+
+void rf_session_init_done(rf_session *se)
+{
+	int ret;
+
+	atomic_store(&se->initialized, true);
+	if (!se->tp || se->tp->start == NULL)
+		return;
+	rf_log(RF_LOG_INFO, "ringfuse: transport %s", se->tp->name);
+	ret = se->tp->start(se);
+	if (ret == 0)
+		return;
+	if (se->tp == &rf_transport_dev) {
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: could not start more /dev/fuse workers (%s); "
+		       "serving single-threaded",
+		       strerror(-ret));
+		return;
+	}
+	if (se->opts.transport != RF_TP_AUTO) {
+		rf_log(RF_LOG_ERR, "ringfuse: the %s transport failed to start: %s", se->tp->name,
+		       strerror(-ret));
+		se->tp = NULL;
+		se->exit_status = ret;
+		rf_session_exit(se);
+		return;
+	}
+	rf_log(RF_LOG_WARN, "ringfuse: the %s transport failed to start (%s); falling back to dev",
+	       se->tp->name, strerror(-ret));
+	se->tp = &rf_transport_dev;
+	rf_log(RF_LOG_INFO, "ringfuse: transport %s", se->tp->name);
+	if (se->tp->start(se))
+		rf_log(RF_LOG_WARN, "ringfuse: serving single-threaded");
+}
+
+static void on_exit_signal(int sig)
+{
+	(void)sig;
+	if (signal_session)
+		atomic_store(&signal_session->exiting, true);
+}
+
+static void on_stats_signal(int sig)
+{
+	(void)sig;
+	stats_requested = 1;
+}
+
+static void on_wake_signal(int sig)
+{
+	(void)sig;
+}
+
+static void set_handler(int sig, void (*fn)(int))
+{
+	struct sigaction sa = {0};
+
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a blocking read() of /dev/fuse must return EINTR. */
+	sa.sa_flags = 0;
+	sigaction(sig, &sa, NULL);
+}
+
+static void install_signals(rf_session *se)
+{
+	signal_session = se;
+	set_handler(SIGINT, on_exit_signal);
+	set_handler(SIGTERM, on_exit_signal);
+	set_handler(SIGHUP, on_exit_signal);
+	set_handler(SIGUSR1, on_stats_signal);
+	set_handler(SIGUSR2, on_wake_signal);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static void restore_signals(void)
+{
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
+	signal_session = NULL;
+}
+
+static void print_stats(rf_session *se)
+{
+	struct rf_stats *st = malloc(sizeof(*st));
+
+	if (!st)
+		return;
+	if (rf_session_stats(se, st) == 0)
+		rf_stats_print(st, STDERR_FILENO);
+	free(st);
+}
+
+static int check_mountpoint(rf_session *se)
+{
+	struct stat st;
+	char *abs;
+
+	if (stat(se->mountpoint, &st) < 0) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: bad mountpoint '%s': %s", se->mountpoint,
+		       strerror(err));
+		return -err;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		rf_log(RF_LOG_ERR, "ringfuse: bad mountpoint '%s': not a directory",
+		       se->mountpoint);
+		return -ENOTDIR;
+	}
+	abs = realpath(se->mountpoint, NULL);
+	if (!abs)
+		return -errno;
+	free(se->mountpoint);
+	se->mountpoint = abs;
+	return 0;
+}
+
+/* Decide before mounting whether io-uring can be asked for, so "-o transport=uring" fails
+ * with a reason instead of mounting something it cannot serve. */
+static int check_transport(rf_session *se)
+{
+	struct rf_probe p;
+	char why[256];
+
+	if (se->opts.transport == RF_TP_DEV || se->opts.transport == RF_TP_URING_RW)
+		return 0;
+	rf_probe_run(&p);
+	if (rf_probe_uring_usable(&p, why, sizeof(why)) == 0) {
+		se->uring_possible = true;
+		return 0;
+	}
+	if (se->opts.transport == RF_TP_URING) {
+		rf_log(RF_LOG_ERR, "ringfuse: transport=uring is not available: %s", why);
+		return -EOPNOTSUPP;
+	}
+	rf_log(RF_LOG_INFO, "ringfuse: io-uring not available (%s); using /dev/fuse", why);
+	return 0;
+}
+
+void rf_session_poll_signals(rf_session *se)
+{
+	if (stats_requested) {
+		stats_requested = 0;
+		print_stats(se);
+	}
+}
+
+static void daemonize(rf_session *se)
+{
+	pid_t pid = fork();
+	int nullfd;
+
+	if (pid < 0) {
+		rf_log(RF_LOG_WARN, "ringfuse: fork failed (%s); staying in the foreground",
+		       strerror(errno));
+		return;
+	}
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if (chdir("/") < 0)
+		rf_log(RF_LOG_WARN, "ringfuse: chdir / failed");
+	nullfd = open("/dev/null", O_RDWR);
+	if (nullfd >= 0) {
+		dup2(nullfd, STDIN_FILENO);
+		dup2(nullfd, STDOUT_FILENO);
+		dup2(nullfd, STDERR_FILENO);
+		if (nullfd > STDERR_FILENO)
+			close(nullfd);
+	}
+	rf_log_to_syslog();
+	(void)se;
+}
+
+static void compute_buffers(rf_session *se)
+{
+	uint32_t mw = se->opts.max_write ? se->opts.max_write : RF_DEFAULT_MAX_WRITE;
+
+	se->conn.max_write = mw;
+	/* The kernel refuses reads into buffers smaller than header + write_in + max_write. */
+	se->dev_bufsize = mw + RF_PAGE_SIZE;
+	if (se->dev_bufsize < FUSE_MIN_READ_BUFFER)
+		se->dev_bufsize = FUSE_MIN_READ_BUFFER;
+}
+
+int rf_session_run(rf_session *se)
+{
+	int ret;
+
+	ret = rf_opts_check_unused(se);
+	if (ret)
+		return ret;
+	ret = check_mountpoint(se);
+	if (ret)
+		return ret;
+	ret = check_transport(se);
+	if (ret)
+		return ret;
+	compute_buffers(se);
+	ret = rf_mount(se);
+	if (ret)
+		return ret;
+	if (!se->opts.foreground)
+		daemonize(se);
+	se->main_thread = pthread_self();
+	install_signals(se);
+
+	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats);
+	if (ret < 0 && !se->exit_status)
+		se->exit_status = ret;
+
+	/* Still mounted and the kernel still talking: we were asked to stop. */
+	if (!atomic_load(&se->conn_gone))
+		rf_unmount(se);
+	if (se->tp && se->tp->stop)
+		se->tp->stop(se);
+	if (se->tp && se->tp->destroy)
+		se->tp->destroy(se);
+	if (!se->destroyed && se->ops.destroy && atomic_load(&se->initialized)) {
+		se->destroyed = true;
+		se->ops.destroy(se->userdata);
+	}
+	if (se->opts.stats)
+		print_stats(se);
+	restore_signals();
+	close(se->fd);
+	se->fd = -1;
+	return se->exit_status;
+}
+
+void rf_session_destroy(rf_session *se)
+{
+	if (!se)
+		return;
+	if (se->fd >= 0)
+		close(se->fd);
+	rf_opts_free(&se->opts);
+	free(se->retired);
+	free(se->mountpoint);
+	free(se->source);
+	free(se->progname);
+	pthread_mutex_destroy(&se->lock);
+	free(se);
+}
+
+int rf_main(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size, void *userdata)
+{
+	rf_session *se = rf_session_new(argc, argv, ops, ops_size, userdata);
+	int ret;
+
+	if (!se)
+		return errno ? 1 : 0;
+	ret = rf_session_run(se);
+	rf_session_destroy(se);
+	return ret ? 1 : 0;
+}
