@@ -286,6 +286,45 @@ size_t rf_add_direntry(rf_req *req, char *buf, size_t bufsize, const char *name,
 size_t rf_add_direntry_plus(rf_req *req, char *buf, size_t bufsize, const char *name,
 			    const struct rf_entry_param *e, off_t off);
 
+/* ---- Backend I/O on the request's own queue ----
+ *
+ * A handler may hand its backend I/O to the queue that received the request instead of
+ * blocking the queue thread: with the uring transport the operation becomes an SQE on that
+ * queue's io_uring, submitted with the queue's next io_uring_enter together with the FUSE
+ * commits, and its completion callback runs on the queue thread. Elsewhere (dev transport, or
+ * a call from a thread that does not own the queue) the operation runs synchronously and the
+ * callback is called before the function returns.
+ *
+ * One operation per request may be in flight at a time; a callback may start the next one.
+ * cb gets the operation's result: >= 0 (bytes, or 0) or a negative errno. If the submitting
+ * function returns an error, cb is never called. Buffers must stay valid until cb runs.
+ */
+struct statx;
+typedef void (*rf_io_cb)(rf_req *req, int res, void *arg);
+
+int rf_io_read(rf_req *req, int fd, void *buf, size_t len, off_t off, rf_io_cb cb, void *arg);
+int rf_io_write(rf_req *req, int fd, const void *buf, size_t len, off_t off, rf_io_cb cb,
+		void *arg);
+int rf_io_fsync(rf_req *req, int fd, int datasync, rf_io_cb cb, void *arg);
+int rf_io_fallocate(rf_req *req, int fd, int mode, off_t off, off_t len, rf_io_cb cb, void *arg);
+/* stx is filled before cb runs. */
+int rf_io_statx(rf_req *req, int dirfd, const char *path, int flags, unsigned int mask,
+		struct statx *stx, rf_io_cb cb, void *arg);
+/* cb gets the new fd or -errno. */
+int rf_io_openat(rf_req *req, int dirfd, const char *path, int flags, mode_t mode, rf_io_cb cb,
+		 void *arg);
+
+/*
+ * Whole-request helpers: read size bytes at off from fd straight into the request's reply
+ * payload and reply with what was read (short reads are continued until EOF); write the
+ * request's data (buf, as given to the write callback) to fd and reply with the count.
+ * Errors become error replies. The request is answered in every case; returns 0.
+ */
+int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off);
+int rf_io_reply_write(rf_req *req, int fd, const void *buf, size_t size, off_t off);
+/* fsync/fdatasync fd, then reply with its result. */
+int rf_io_reply_fsync(rf_req *req, int fd, int datasync);
+
 /* ---- Sessions ---- */
 
 /*

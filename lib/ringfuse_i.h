@@ -32,6 +32,32 @@ struct rf_reply_ops {
 	int (*send)(rf_req *req, int error, size_t len);
 	/* The request is finished without a reply (forget, interrupt, notify reply). */
 	void (*drop)(rf_req *req);
+	/*
+	 * Queue req->io on the request's own ring; returns 0, or -EAGAIN to have the caller run
+	 * it synchronously (foreign thread, ring full), or another -errno. NULL: always sync.
+	 * On completion the transport calls rf_io_complete(req, res) on the queue thread.
+	 */
+	int (*io_submit)(rf_req *req);
+};
+
+/* One backend operation of a request (rf_io_*), stored in the request: no allocation. */
+enum rf_io_op { RF_IO_READ, RF_IO_WRITE, RF_IO_FSYNC, RF_IO_FALLOCATE, RF_IO_STATX, RF_IO_OPENAT };
+
+struct rf_io {
+	enum rf_io_op op;
+	int fd;
+	int flags; /* datasync, fallocate mode, statx/openat flags */
+	unsigned int mask;
+	mode_t mode;
+	void *buf;
+	size_t len;
+	off_t off;
+	const char *path;
+	rf_io_cb cb;
+	void *arg;
+	/* whole-request helpers keep their progress here */
+	size_t done;
+	size_t want;
 };
 
 /* Life of a request object. Transitions are atomic: a second reply loses the race. */
@@ -56,7 +82,8 @@ struct rf_req {
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
 	struct rf_queue_stats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
-	rf_req *next; /* transport-private list link (deferred replies) */
+	rf_req *next;	 /* transport-private list link (deferred replies) */
+	struct rf_io io; /* the backend operation in flight, if any */
 };
 
 /* The transport behind a session, chosen after FUSE_INIT. */
@@ -165,6 +192,12 @@ void rf_session_init_done(rf_session *se);
 int rf_reply_finish(rf_req *req, int error, size_t len);
 /* Prepare a request object for a new message (state FREE -> ACTIVE). */
 void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
+
+/* ---- aio.c ---- */
+/* Run req->io synchronously with plain syscalls; returns the result (>= 0 or -errno). */
+int rf_io_run_sync(struct rf_io *io);
+/* A transport saw req->io finish with res: run its callback. */
+void rf_io_complete(rf_req *req, int res);
 
 /* ---- session.c ---- */
 void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st);
