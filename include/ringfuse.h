@@ -325,6 +325,14 @@ int rf_io_reply_write(rf_req *req, int fd, const void *buf, size_t size, off_t o
 /* fsync/fdatasync fd, then reply with its result. */
 int rf_io_reply_fsync(rf_req *req, int fd, int datasync);
 
+/* ---- Kernel passthrough (FUSE_PASSTHROUGH, Linux 6.9+) ----
+ * Ask for RF_CAP_PASSTHROUGH in init(). Register an open backing file with the kernel and put
+ * the id in fi->backing_id with fi->passthrough = 1 in the open/create reply: reads and writes
+ * on that file then go straight to the backing file without reaching the server. Needs root.
+ * Returns the backing id (> 0) or -errno (e.g. -EOPNOTSUPP when the kernel refuses). */
+int rf_passthrough_open(rf_session *se, int fd);
+int rf_passthrough_close(rf_session *se, int backing_id);
+
 /* ---- Sessions ---- */
 
 /*
