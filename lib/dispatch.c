@@ -147,8 +147,8 @@ struct msg {
 /* The opcodes the kernel never expects an answer to: they are finished with a drop. */
 static bool no_reply_op(uint32_t opcode)
 {
-	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET ||
-	       opcode == FUSE_INTERRUPT || opcode == FUSE_NOTIFY_REPLY;
+	return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET || opcode == FUSE_INTERRUPT ||
+	       opcode == FUSE_NOTIFY_REPLY;
 }
 
 static void refuse(struct msg *m, int err)
@@ -164,21 +164,22 @@ static void refuse(struct msg *m, int err)
 }
 
 /* A request the kernel should never have sent: warn once per reason, count, answer err. */
-#define BAD(m, err, why)                                                                           \
-	do {                                                                                       \
-		rf_log_once(RF_LOG_WARN, "ringfuse: malformed %s request refused: %s",             \
-			    rf_opcode_name((m)->ih.opcode), why);                                  \
-		refuse(m, err);                                                                    \
-		return;                                                                            \
+#define BAD(m, err, why)                                                               \
+	do {                                                                           \
+		rf_log_once(RF_LOG_WARN, "ringfuse: malformed %s request refused: %s", \
+			    rf_opcode_name((m)->ih.opcode), why);                      \
+		refuse(m, err);                                                        \
+		return;                                                                \
 	} while (0)
 
-#define TRACE(m, fmt, ...)                                                                         \
-	do {                                                                                       \
-		if ((m)->se->opts.debug)                                                           \
-			rf_log(RF_LOG_DEBUG,                                                       \
-			       "ringfuse: <- %s #%" PRIu64 " node %" PRIu64 " pid %" PRIu32 " " fmt, \
-			       rf_opcode_name((m)->ih.opcode), (m)->ih.unique, (m)->ih.nodeid,     \
-			       (m)->ih.pid, __VA_ARGS__);                                          \
+#define TRACE(m, fmt, ...)                                                                     \
+	do {                                                                                   \
+		if ((m)->se->opts.debug)                                                       \
+			rf_log(RF_LOG_DEBUG,                                                   \
+			       "ringfuse: <- %s #%" PRIu64 " node %" PRIu64 " pid %" PRIu32    \
+			       " " fmt,                                                        \
+			       rf_opcode_name((m)->ih.opcode), (m)->ih.unique, (m)->ih.nodeid, \
+			       (m)->ih.pid, __VA_ARGS__);                                      \
 	} while (0)
 
 /* Take the next NUL-terminated string off the payload; NULL if there is none. */
@@ -660,16 +661,14 @@ static void do_init(struct msg *m)
 		BAD(m, EIO, "INIT after the connection was set up");
 	if (m->req->out_cap < sizeof(struct fuse_init_out))
 		BAD(m, EIO, "reply area too small for INIT");
-	TRACE(m, "protocol %" PRIu32 ".%" PRIu32 " flags %#" PRIx32 " flags2 %#" PRIx32,
-	      in->major, in->minor, in->flags, in->flags2);
+	TRACE(m, "protocol %" PRIu32 ".%" PRIu32 " flags %#" PRIx32 " flags2 %#" PRIx32, in->major,
+	      in->minor, in->flags, in->flags2);
 	/* in is the zero-padded local copy, so a short INIT from an old kernel reads as zeros. */
 	n = rf_init_negotiate(se, in, m->op_len, m->req->out);
 	if (n < 0) {
 		rf_reply_err(m->req, -n);
 		return;
 	}
-	if ((size_t)n > m->req->out_cap)
-		n = (int)m->req->out_cap;
 	rf_reply_finish(m->req, 0, (size_t)n);
 	/* Only now may the transport start: io-uring registration needs the reply processed. */
 	rf_session_init_done(se);
@@ -827,109 +826,59 @@ static size_t op_in_need(const rf_session *se, uint32_t opcode)
 	return rf_op_in_size(opcode);
 }
 
-static void call_op(struct msg *m)
-{
-	switch (m->ih.opcode) {
-	case FUSE_LOOKUP:
-		return do_lookup(m);
-	case FUSE_FORGET:
-		return do_forget(m);
-	case FUSE_GETATTR:
-		return do_getattr(m);
-	case FUSE_SETATTR:
-		return do_setattr(m);
-	case FUSE_READLINK:
-		return do_readlink(m);
-	case FUSE_SYMLINK:
-		return do_symlink(m);
-	case FUSE_MKNOD:
-		return do_mknod(m);
-	case FUSE_MKDIR:
-		return do_mkdir(m);
-	case FUSE_UNLINK:
-	case FUSE_RMDIR:
-		return do_unlink(m);
-	case FUSE_RENAME:
-	case FUSE_RENAME2:
-		return do_rename(m);
-	case FUSE_LINK:
-		return do_link(m);
-	case FUSE_OPEN:
-	case FUSE_OPENDIR:
-		return do_open(m);
-	case FUSE_READ:
-	case FUSE_READDIR:
-	case FUSE_READDIRPLUS:
-		return do_read(m);
-	case FUSE_WRITE:
-		return do_write(m);
-	case FUSE_STATFS:
-		return do_statfs(m);
-	case FUSE_RELEASE:
-	case FUSE_RELEASEDIR:
-		return do_release(m);
-	case FUSE_FSYNC:
-	case FUSE_FSYNCDIR:
-		return do_fsync(m);
-	case FUSE_SETXATTR:
-		return do_setxattr(m);
-	case FUSE_GETXATTR:
-		return do_getxattr(m);
-	case FUSE_LISTXATTR:
-		return do_listxattr(m);
-	case FUSE_REMOVEXATTR:
-		return do_removexattr(m);
-	case FUSE_FLUSH:
-		return do_flush(m);
-	case FUSE_INIT:
-		return do_init(m);
-	case FUSE_ACCESS:
-		return do_access(m);
-	case FUSE_CREATE:
-		return do_create(m);
-	case FUSE_INTERRUPT:
-		return do_interrupt(m);
-	case FUSE_DESTROY:
-		return do_destroy(m);
-	case FUSE_NOTIFY_REPLY:
-		/* No notify_retrieve API yet: the data has nobody to go to. */
-		return do_drop(m);
-	case FUSE_BATCH_FORGET:
-		return do_batch_forget(m);
-	case FUSE_FALLOCATE:
-		return do_fallocate(m);
-	case FUSE_LSEEK:
-		return do_lseek(m);
-	case FUSE_COPY_FILE_RANGE:
-	case FUSE_COPY_FILE_RANGE_64:
-		return do_copy_file_range(m);
-	case FUSE_SYNCFS:
-		return do_syncfs(m);
-	case FUSE_TMPFILE:
-		return do_tmpfile(m);
-	default:
-		/* Locks, BMAP, IOCTL, POLL, DAX mappings, STATX, CUSE and anything newer. */
-		return do_enosys(m);
-	}
-}
+typedef void (*op_handler)(struct msg *m);
 
-/* Is the opcode one this library decodes (as opposed to answering ENOSYS unseen)? */
-static bool decoded_op(uint32_t opcode)
+/* Opcodes missing here (locks, BMAP, IOCTL, POLL, DAX mappings, STATX, CUSE, anything newer)
+ * are answered ENOSYS without being decoded. */
+static const op_handler handlers[] = {
+	[FUSE_LOOKUP] = do_lookup,
+	[FUSE_FORGET] = do_forget,
+	[FUSE_GETATTR] = do_getattr,
+	[FUSE_SETATTR] = do_setattr,
+	[FUSE_READLINK] = do_readlink,
+	[FUSE_SYMLINK] = do_symlink,
+	[FUSE_MKNOD] = do_mknod,
+	[FUSE_MKDIR] = do_mkdir,
+	[FUSE_UNLINK] = do_unlink,
+	[FUSE_RMDIR] = do_unlink,
+	[FUSE_RENAME] = do_rename,
+	[FUSE_LINK] = do_link,
+	[FUSE_OPEN] = do_open,
+	[FUSE_READ] = do_read,
+	[FUSE_WRITE] = do_write,
+	[FUSE_STATFS] = do_statfs,
+	[FUSE_RELEASE] = do_release,
+	[FUSE_FSYNC] = do_fsync,
+	[FUSE_SETXATTR] = do_setxattr,
+	[FUSE_GETXATTR] = do_getxattr,
+	[FUSE_LISTXATTR] = do_listxattr,
+	[FUSE_REMOVEXATTR] = do_removexattr,
+	[FUSE_FLUSH] = do_flush,
+	[FUSE_INIT] = do_init,
+	[FUSE_OPENDIR] = do_open,
+	[FUSE_READDIR] = do_read,
+	[FUSE_RELEASEDIR] = do_release,
+	[FUSE_FSYNCDIR] = do_fsync,
+	[FUSE_ACCESS] = do_access,
+	[FUSE_CREATE] = do_create,
+	[FUSE_INTERRUPT] = do_interrupt,
+	[FUSE_DESTROY] = do_destroy,
+	/* No notify_retrieve API yet: the data has nobody to go to. */
+	[FUSE_NOTIFY_REPLY] = do_drop,
+	[FUSE_BATCH_FORGET] = do_batch_forget,
+	[FUSE_FALLOCATE] = do_fallocate,
+	[FUSE_READDIRPLUS] = do_read,
+	[FUSE_RENAME2] = do_rename,
+	[FUSE_LSEEK] = do_lseek,
+	[FUSE_COPY_FILE_RANGE] = do_copy_file_range,
+	[FUSE_SYNCFS] = do_syncfs,
+	[FUSE_TMPFILE] = do_tmpfile,
+	[FUSE_COPY_FILE_RANGE_64] = do_copy_file_range,
+};
+
+static op_handler handler_of(uint32_t opcode)
 {
-	switch (opcode) {
-	case FUSE_GETLK:
-	case FUSE_SETLK:
-	case FUSE_SETLKW:
-	case FUSE_BMAP:
-	case FUSE_IOCTL:
-	case FUSE_POLL:
-	case FUSE_SETUPMAPPING:
-	case FUSE_REMOVEMAPPING:
-	case FUSE_STATX:
-		return false;
-	default:
-		return opcode < ARRAY_SIZE(op_descs) && op_descs[opcode].name;
-	}
+	return opcode < ARRAY_SIZE(handlers) ? handlers[opcode] : NULL;
 }
 
 /* The common path of both layouts; ih has been copied and begun already. */
@@ -940,6 +889,7 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	rf_req *req = m->req;
 	size_t ext = (size_t)m->ih.total_extlen * 8;
 	size_t keep = op_len < sizeof(m->in) ? op_len : sizeof(m->in);
+	op_handler handler;
 
 	if (keep)
 		memcpy(&m->in, op_in, keep);
@@ -951,17 +901,21 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	/* Extensions (security context, supplementary groups) trail the arguments. */
 	if (ext > payload_len)
 		BAD(m, EIO, "extensions larger than the message");
-	m->args = payload;
+	/* Never hand a handler a NULL buffer, even for an empty write. */
+	m->args = payload ? payload : "";
 	m->args_len = payload_len - ext;
 
 	if (m->ih.opcode != FUSE_INIT && !atomic_load(&se->initialized))
 		BAD(m, EIO, "request before INIT");
 	if (__atomic_load_n(&se->destroyed, __ATOMIC_ACQUIRE))
 		BAD(m, EIO, "request after DESTROY");
-	if (decoded_op(m->ih.opcode) && op_len < op_in_need(se, m->ih.opcode))
+	handler = handler_of(m->ih.opcode);
+	if (!handler)
+		handler = do_enosys;
+	else if (op_len < op_in_need(se, m->ih.opcode))
 		BAD(m, EIO, "argument struct truncated");
 
-	call_op(m);
+	handler(m);
 
 	/* The slot cannot be reused before we return, so ACTIVE here means "answered later". */
 	if (atomic_load_explicit(&req->state, memory_order_acquire) == RF_REQ_ACTIVE)
@@ -986,7 +940,7 @@ void rf_dispatch_split(rf_session *se, rf_req *req, const struct fuse_in_header 
 
 void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 {
-	const char *body = (const char *)msg + sizeof(struct fuse_in_header);
+	const char *body;
 	size_t body_len, op_len;
 	struct msg m;
 
@@ -998,8 +952,8 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 	rf_req_begin(req, se, &m.ih);
 
 	if (len < sizeof(m.ih)) {
-		rf_log_once(RF_LOG_WARN, "ringfuse: request of %zu bytes is shorter than its header",
-			    len);
+		rf_log_once(RF_LOG_WARN,
+			    "ringfuse: request of %zu bytes is shorter than its header", len);
 		/* Without a whole unique there is nobody to answer: only drop the slot. */
 		if (len < offsetof(struct fuse_in_header, unique) + sizeof(m.ih.unique)) {
 			rf_stat_add(req->stats->bad_requests, 1);
@@ -1011,11 +965,13 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 	}
 	if (m.ih.len != len) {
 		rf_log_once(RF_LOG_WARN,
-			    "ringfuse: request length %" PRIu32 " does not match the %zu bytes read",
+			    "ringfuse: request length %" PRIu32
+			    " does not match the %zu bytes read",
 			    m.ih.len, len);
 		refuse(&m, EIO);
 		return;
 	}
+	body = (const char *)msg + sizeof(m.ih);
 	body_len = len - sizeof(m.ih);
 	if (m.ih.opcode == FUSE_INIT)
 		op_len = sizeof(struct fuse_init_in);

@@ -137,8 +137,9 @@ int rf_init_negotiate(rf_session *se, const struct fuse_init_in *in, size_t in_l
 		c->max_readahead = in->max_readahead;
 	c->want &= offered;
 
-	se->tp = choose_transport(se, offered);
-	if (!se->tp) {
+	/* A session without a device (the memory transport) has nothing to start. */
+	se->tp = se->fd >= 0 ? choose_transport(se, offered) : NULL;
+	if (!se->tp && se->fd >= 0) {
 		se->exit_status = -EOPNOTSUPP;
 		rf_session_exit(se);
 		return -EPROTO;

@@ -45,8 +45,12 @@ void rf_probe_run(struct rf_probe *p)
 		io_uring_queue_exit(&ring);
 	p->possible_cpus = (unsigned int)get_nprocs_conf();
 	p->online_cpus = (unsigned int)get_nprocs();
-	if (uname(&u) == 0)
-		snprintf(p->kernel, sizeof(p->kernel), "%s", u.release);
+	if (uname(&u) == 0) {
+		size_t n = strnlen(u.release, sizeof(p->kernel) - 1);
+
+		memcpy(p->kernel, u.release, n);
+		p->kernel[n] = '\0';
+	}
 }
 
 int rf_probe_uring_usable(const struct rf_probe *p, char *why, size_t whylen)

@@ -146,7 +146,7 @@ void rf_session_conn_lost(rf_session *se)
 	if (!atomic_exchange(&se->conn_gone, true))
 		atomic_store(&se->exiting, true);
 	/* The main thread may be blocked in read(); a signal makes it look at the flag. */
-	if (!pthread_equal(pthread_self(), se->main_thread))
+	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
 		pthread_kill(se->main_thread, SIGUSR2);
 }
 

@@ -1,0 +1,1143 @@
+/*
+ * The io-uring transport: requests and replies travel through ring entries registered with
+ * the kernel's FUSE-over-io-uring interface (IORING_OP_URING_CMD on the /dev/fuse fd).
+ *
+ * Design
+ *
+ * Queues. The kernel keeps one queue per possible CPU, puts each request on the queue of the
+ * CPU its caller runs on, and only switches from /dev/fuse to the ring once every queue has a
+ * registered entry (until then new requests wait). So there is one queue per possible CPU,
+ * each a thread pinned to its CPU that owns everything of its queue: its io_uring (single
+ * issuer), its entries and their buffers, which it allocates itself so they sit on its node.
+ *
+ * Entries. A ring entry is a header buffer (struct fuse_uring_req_header: in/out header,
+ * opcode argument, commit id and payload size), a payload buffer of max_payload bytes, and
+ * the rf_req handed to the dispatcher. A request is decoded where the kernel put it and the
+ * reply is encoded into the same payload buffer; one COMMIT_AND_FETCH SQE sends the reply and
+ * re-arms the entry for the next request. Entry states (queue thread only):
+ *   IDLE    allocated, not yet handed to the kernel
+ *   KERNEL  a REGISTER or COMMIT_AND_FETCH is queued or in flight: waiting for a request
+ *   USER    holds a request: in the dispatcher, a handler, or a deferred reply
+ *   RETRY   REGISTER said EAGAIN; re-sent when the back-off timer fires
+ *   DEAD    the connection ended (or the kernel refused the entry); never used again
+ *
+ * The loop. One io_uring_enter per round submits everything the previous round produced and
+ * waits for completions (optionally after spinning on the CQ); then every CQE is reaped,
+ * requests are dispatched, and replies made on the queue thread only queue an SQE. A reply
+ * from another thread (a deferred reply) writes the reply header, pushes the request on the
+ * queue's lock-free MPSC list and, if the list was empty, writes the queue's eventfd; the
+ * queue keeps a read armed on that eventfd, drains the list and commits the replies itself,
+ * so its submission queue has exactly one writer. user_data says what each SQE was (register,
+ * commit, wake-up, timer) and for which entry, through the asserted ud_*() helpers.
+ *
+ * Teardown. Unmount or abort completes the waiting entries with -ENOTCONN (aborted
+ * connections refuse new commands with -ECONNABORTED; a dying ring cancels with -ECANCELED):
+ * the queue then exits once nothing of it is left in the kernel. stop() sets a flag and writes
+ * every eventfd so queues also exit while the kernel still holds their entries. destroy()
+ * joins the threads, closes the rings (which cancels whatever the kernel still holds) and
+ * frees the buffers; after the thread is gone the kernel no longer writes into them (requests
+ * are copied in by task work of the queue thread only).
+ *
+ * Start-up failure. New requests wait in the kernel while the ring is incomplete, and only a
+ * failed REGISTER makes the kernel give up on the ring for this connection. If start() fails
+ * before any REGISTER could fail, it sends one that must fail (bad iovec count), so requests
+ * flow over /dev/fuse again.
+ */
+#include "ringfuse_i.h"
+#include "uring_common.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+/* Newer than some liburing headers; values are the kernel's. */
+#ifndef IORING_SETUP_COOP_TASKRUN
+#define IORING_SETUP_COOP_TASKRUN (1U << 8)
+#endif
+#ifndef IORING_SETUP_SQE128
+#define IORING_SETUP_SQE128 (1U << 10)
+#endif
+#ifndef IORING_SETUP_SINGLE_ISSUER
+#define IORING_SETUP_SINGLE_ISSUER (1U << 12)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+
+#define URING_DEFAULT_DEPTH 16
+/* Header buffer per entry: room for struct fuse_uring_req_header, cache-line multiple. */
+#define URING_HDR_STRIDE 512
+/* SQ slots beyond one per entry: eventfd read, retry timer, spare. */
+#define URING_EXTRA_SQES 8
+/* The kernel's request size when max_pages was not negotiated (FUSE_DEFAULT_MAX_PAGES_PER_REQ). */
+#define URING_DEFAULT_MAX_PAGES 32
+#define URING_RETRY_FIRST_NS	(1000ull * 1000)	    /* 1 ms */
+#define URING_RETRY_MAX_NS	(64ull * 1000 * 1000)	    /* 64 ms */
+#define URING_RETRY_LIMIT_NS	(5ull * 1000 * 1000 * 1000) /* give up after 5 s of EAGAIN */
+#define URING_DRAIN_WAIT_US	(500 * 1000)		    /* destroy: wait for handlers */
+#define URING_IO_WAIT_NS	(500ull * 1000 * 1000)	    /* exit: wait for backend I/O */
+
+_Static_assert(sizeof(struct fuse_uring_req_header) <= URING_HDR_STRIDE, "header stride");
+_Static_assert(offsetof(struct io_uring_sqe, addr3) == 48, "SQE command area at byte 48");
+_Static_assert(sizeof(struct fuse_uring_cmd_req) <= 80, "fuse_uring_cmd_req fits the SQE");
+
+enum ent_state { ENT_IDLE, ENT_KERNEL, ENT_USER, ENT_RETRY, ENT_DEAD };
+
+struct uring_queue;
+
+struct ring_ent {
+	rf_req req; /* handed to the dispatcher; req.chan points back here */
+	struct uring_queue *q;
+	struct fuse_uring_req_header *hdr;
+	char *payload;
+	uint64_t commit_id; /* of the request the entry holds */
+	struct iovec iov[FUSE_URING_IOV_SEGS];
+	uint32_t idx;
+	uint8_t state; /* enum ent_state */
+};
+
+struct uring_tp;
+
+struct uring_queue {
+	struct uring_tp *tp;
+	rf_session *se;
+	unsigned int qid;
+	unsigned int depth;
+	size_t max_payload;
+	uint64_t spin_ns;
+	int efd; /* wake-up eventfd: written by stop() and by deferred replies */
+	pthread_t thread;
+	bool thread_started;
+
+	/* Set up by the queue thread, read by start() once setup_done is published. */
+	bool setup_done; /* guarded by tp->lock */
+	int setup_err;
+	unsigned int ring_flags;
+	bool pinned;
+	bool fixed_fd;
+	bool reqs_registered;
+
+	/* Owned by the queue thread. */
+	struct io_uring ring;
+	bool ring_ok;
+	int dev_fd;	       /* /dev/fuse: fixed-file index 0 or the plain fd */
+	uint8_t dev_sqe_flags; /* IOSQE_FIXED_FILE or 0 */
+	struct ring_ent *ents;
+	void *bufs;
+	size_t bufs_size;
+	unsigned int live;	  /* entries not DEAD */
+	unsigned int in_kernel;	  /* entries in KERNEL state */
+	unsigned int io_inflight; /* backend operations on the ring */
+	unsigned int reg_errors;
+	int first_reg_err;
+	uint64_t lost; /* entries whose commit the kernel refused */
+	bool conn_gone;
+	bool efd_armed;
+	uint64_t efd_val;
+	bool timer_armed;
+	struct __kernel_timespec retry_ts;
+	uint64_t retry_delay_ns;
+	uint64_t retry_since_ns;
+	int fatal; /* io_uring_enter failed for good */
+	bool leak; /* backend I/O outlived the queue: its buffers must stay */
+
+	/* Written by foreign threads. */
+	_Alignas(64) rf_req *_Atomic deferred; /* MPSC list of replies to commit */
+	_Atomic unsigned int senders;	       /* foreign threads inside uring_send() */
+
+	_Alignas(64) struct rf_queue_stats stats;
+};
+
+struct uring_tp {
+	rf_session *se;
+	unsigned int nq;
+	unsigned int depth;
+	size_t max_payload;
+	_Atomic bool stopping;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct uring_queue *q[];
+};
+
+/* The queue whose thread is running, so a reply knows whether it is on the owning thread. */
+static __thread struct uring_queue *tls_queue;
+
+/* ---- user_data: what an SQE was, and for which entry ---- */
+
+enum ud_kind { UD_REGISTER = 1, UD_COMMIT, UD_WAKE, UD_TIMER, UD_IO, UD_NOP };
+
+#define UD_KIND_SHIFT 56
+
+static inline uint64_t ud_pack(enum ud_kind kind, uint32_t idx)
+{
+	assert(kind >= UD_REGISTER && kind <= UD_NOP);
+	return (uint64_t)kind << UD_KIND_SHIFT | idx;
+}
+
+static inline enum ud_kind ud_kind(uint64_t ud)
+{
+	return (enum ud_kind)(ud >> UD_KIND_SHIFT);
+}
+
+static inline uint32_t ud_index(uint64_t ud)
+{
+	assert((ud & ((1ull << UD_KIND_SHIFT) - 1)) <= UINT32_MAX);
+	return (uint32_t)ud;
+}
+
+/* ---- small helpers ---- */
+
+static size_t round_up(size_t n, size_t to)
+{
+	return (n + to - 1) / to * to;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+/* Highest possible CPU + 1: the kernel's queue count, and the valid range of qids. */
+static unsigned int possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	char line[256];
+	int n;
+
+	if (f) {
+		char *ok = fgets(line, sizeof(line), f);
+
+		fclose(f);
+		if (ok) {
+			/* "0-3,8-11": the number after the last separator is the highest id. */
+			char *last = line, *p;
+			unsigned long id;
+
+			for (p = line; *p; p++)
+				if (*p == '-' || *p == ',')
+					last = p + 1;
+			id = strtoul(last, &p, 10);
+			if (p != last && id < 65536)
+				return (unsigned int)id + 1;
+		}
+	}
+	n = get_nprocs_conf();
+	return n > 0 ? (unsigned int)n : 1;
+}
+
+/* What the kernel sizes the ring's payload by (fuse_uring_create()). */
+static size_t payload_size(const rf_session *se)
+{
+	size_t pages = se->conn.max_pages;
+	size_t sz = 8192;
+
+	if (!(se->conn.want & RF_CAP_MAX_PAGES) && pages < URING_DEFAULT_MAX_PAGES)
+		pages = URING_DEFAULT_MAX_PAGES;
+	if (se->conn.max_write > sz)
+		sz = se->conn.max_write;
+	if (pages * RF_PAGE_SIZE > sz)
+		sz = pages * RF_PAGE_SIZE;
+	return round_up(sz, RF_PAGE_SIZE);
+}
+
+static void flags_string(unsigned int f, char *buf, size_t len)
+{
+	snprintf(buf, len, "SQE128%s%s%s", f & IORING_SETUP_SINGLE_ISSUER ? "|SINGLE_ISSUER" : "",
+		 f & IORING_SETUP_DEFER_TASKRUN ? "|DEFER_TASKRUN" : "",
+		 f & IORING_SETUP_COOP_TASKRUN ? "|COOP_TASKRUN" : "");
+}
+
+/* ---- submission (queue thread only) ---- */
+
+static struct io_uring_sqe *queue_get_sqe(struct uring_queue *q)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
+
+	if (!sqe) {
+		/* The SQ has a slot per entry plus spares, so this means a bug; stay alive. */
+		rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: submission queue full",
+			    q->qid);
+		io_uring_submit(&q->ring);
+		rf_stat_add(q->stats.enters, 1);
+		sqe = io_uring_get_sqe(&q->ring);
+	}
+	return sqe;
+}
+
+/* Queue a REGISTER or COMMIT_AND_FETCH for e; it goes out with the next io_uring_enter. */
+static bool ent_queue_cmd(struct uring_queue *q, struct ring_ent *e, uint32_t cmd_op)
+{
+	struct io_uring_sqe *sqe = queue_get_sqe(q);
+	struct fuse_uring_cmd_req *cmd;
+
+	if (!sqe)
+		return false;
+	memset(sqe, 0, 2 * sizeof(*sqe)); /* SQE128: the command area is the second half */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->flags = q->dev_sqe_flags;
+	sqe->fd = q->dev_fd;
+	sqe->cmd_op = cmd_op;
+	cmd = (struct fuse_uring_cmd_req *)((char *)sqe + offsetof(struct io_uring_sqe, addr3));
+	cmd->qid = (uint16_t)q->qid;
+	if (cmd_op == FUSE_IO_URING_CMD_REGISTER) {
+		sqe->addr = (uintptr_t)e->iov;
+		sqe->len = FUSE_URING_IOV_SEGS;
+		sqe->user_data = ud_pack(UD_REGISTER, e->idx);
+	} else {
+		cmd->commit_id = e->commit_id;
+		sqe->user_data = ud_pack(UD_COMMIT, e->idx);
+	}
+	e->state = ENT_KERNEL;
+	q->in_kernel++;
+	return true;
+}
+
+static void ent_kill(struct uring_queue *q, struct ring_ent *e)
+{
+	if (e->state == ENT_DEAD)
+		return;
+	e->state = ENT_DEAD;
+	q->live--;
+}
+
+/* The reply header and size are in place: send it and re-arm the entry. */
+static void ent_commit(struct uring_queue *q, struct ring_ent *e)
+{
+	atomic_store_explicit(&e->req.state, RF_REQ_FREE, memory_order_relaxed);
+	if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
+		q->lost++;
+		ent_kill(q, e);
+	}
+}
+
+static void ent_set_reply(struct ring_ent *e, uint64_t unique, int error, size_t len)
+{
+	struct fuse_out_header *oh = (struct fuse_out_header *)e->hdr->in_out;
+
+	oh->len = (uint32_t)(sizeof(*oh) + len);
+	oh->error = error;
+	oh->unique = unique;
+	e->hdr->ring_ent_in_out.payload_sz = (uint32_t)len;
+}
+
+static void queue_wake(struct uring_queue *q)
+{
+	uint64_t one = 1;
+
+	/* Can only fail if the counter were about to overflow, and then a wake-up is pending. */
+	if (write(q->efd, &one, sizeof(one)) < 0)
+		rf_log_once(RF_LOG_DEBUG, "ringfuse: io-uring wake-up: %s", strerror(errno));
+}
+
+/* ---- reply ops (any thread) ---- */
+
+/* A reply from a thread other than the queue's: hand it to the queue, never touch its ring. */
+static void defer_push(struct uring_queue *q, struct ring_ent *e)
+{
+	atomic_fetch_add_explicit(&q->senders, 1, memory_order_acquire);
+	/* Only the push that makes the list non-empty wakes the queue; it drains everything. */
+	if (rf_mpsc_push(&q->deferred, &e->req))
+		queue_wake(q);
+	atomic_fetch_sub_explicit(&q->senders, 1, memory_order_release);
+}
+
+static int uring_send(rf_req *req, int error, size_t len)
+{
+	struct ring_ent *e = req->chan;
+	struct uring_queue *q = e->q;
+
+	if (len > q->max_payload) {
+		rf_log_once(RF_LOG_ERR, "ringfuse: reply of %zu bytes exceeds the ring payload",
+			    len);
+		error = -EIO;
+		len = 0;
+	}
+	ent_set_reply(e, req->unique, error, len);
+	if (tls_queue == q)
+		ent_commit(q, e);
+	else
+		defer_push(q, e);
+	return 0;
+}
+
+/*
+ * A request that takes no reply (e.g. the retrieve reply FUSE_NOTIFY_REPLY) still occupies
+ * the entry in the kernel until committed: commit an empty success to free and re-arm it.
+ */
+static void uring_drop(rf_req *req)
+{
+	uring_send(req, 0, 0);
+}
+
+/* Backend I/O of a handler running on the queue thread goes on the queue's own ring. */
+static int uring_io_submit(rf_req *req)
+{
+	struct ring_ent *e = req->chan;
+	struct uring_queue *q = e->q;
+	struct io_uring_sqe *sqe;
+
+	if (tls_queue != q)
+		return -EAGAIN; /* foreign thread: the caller runs it synchronously */
+	sqe = io_uring_get_sqe(&q->ring);
+	if (!sqe)
+		return -EAGAIN;
+	if (!rf_uring_prep_io(sqe, &req->io)) {
+		/* Turn the claimed slot into a no-op: an SQE cannot be handed back. */
+		io_uring_prep_nop(sqe);
+		sqe->user_data = ud_pack(UD_NOP, 0);
+		return -EAGAIN;
+	}
+	sqe->user_data = ud_pack(UD_IO, e->idx);
+	q->io_inflight++;
+	return 0;
+}
+
+static const struct rf_reply_ops uring_reply_ops = {
+	.send = uring_send,
+	.drop = uring_drop,
+	.io_submit = uring_io_submit,
+};
+
+/* ---- completions (queue thread only) ---- */
+
+static void queue_drain_deferred(struct uring_queue *q)
+{
+	rf_req *r = rf_mpsc_take_all(&q->deferred);
+
+	while (r) {
+		rf_req *next = r->next;
+
+		ent_commit(q, r->chan);
+		r = next;
+	}
+}
+
+static void ent_dispatch(struct uring_queue *q, struct ring_ent *e)
+{
+	struct fuse_uring_req_header *h = e->hdr;
+	const struct fuse_in_header *ih = (const struct fuse_in_header *)h->in_out;
+	uint32_t psz = h->ring_ent_in_out.payload_sz;
+
+	e->state = ENT_USER;
+	e->commit_id = h->ring_ent_in_out.commit_id;
+	if (e->commit_id == 0) {
+		/* Nothing could ever answer it: the kernel would keep the request forever. */
+		rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: request without commit id",
+			    q->qid);
+		rf_stat_add(q->stats.bad_requests, 1);
+		q->lost++;
+		ent_kill(q, e);
+		return;
+	}
+	if (psz > q->max_payload) {
+		rf_stat_add(q->stats.bad_requests, 1);
+		ent_set_reply(e, ih->unique, -EIO, 0);
+		ent_commit(q, e);
+		return;
+	}
+	e->req.out = e->payload;
+	e->req.out_cap = q->max_payload;
+	rf_dispatch_split(q->se, &e->req, ih, h->op_in, sizeof(h->op_in), e->payload, psz);
+}
+
+static void queue_arm_timer(struct uring_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	if (q->timer_armed)
+		return;
+	sqe = queue_get_sqe(q);
+	if (!sqe)
+		return;
+	q->retry_ts.tv_sec = (long long)(q->retry_delay_ns / 1000000000ull);
+	q->retry_ts.tv_nsec = (long long)(q->retry_delay_ns % 1000000000ull);
+	io_uring_prep_timeout(sqe, &q->retry_ts, 0, 0);
+	sqe->user_data = ud_pack(UD_TIMER, 0);
+	q->timer_armed = true;
+}
+
+static void reg_failed(struct uring_queue *q, struct ring_ent *e, int err)
+{
+	if (!q->reg_errors++)
+		q->first_reg_err = err;
+	ent_kill(q, e);
+}
+
+/* REGISTER before the kernel processed the INIT reply: try again after a back-off. */
+static void ent_retry_later(struct uring_queue *q, struct ring_ent *e)
+{
+	uint64_t now = rf_now_ns();
+
+	if (!q->retry_since_ns)
+		q->retry_since_ns = now;
+	if (now - q->retry_since_ns > URING_RETRY_LIMIT_NS) {
+		rf_log_once(RF_LOG_ERR,
+			    "ringfuse: io-uring queue %u: REGISTER still refused with EAGAIN "
+			    "after 5 s; giving up on the entry",
+			    q->qid);
+		reg_failed(q, e, -EAGAIN);
+		return;
+	}
+	e->state = ENT_RETRY;
+	if (!q->retry_delay_ns)
+		q->retry_delay_ns = URING_RETRY_FIRST_NS;
+	queue_arm_timer(q);
+}
+
+static void queue_retry_registers(struct uring_queue *q)
+{
+	bool any = false;
+
+	for (unsigned int i = 0; i < q->depth; i++) {
+		struct ring_ent *e = &q->ents[i];
+
+		if (e->state == ENT_RETRY) {
+			any = true;
+			if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_REGISTER))
+				reg_failed(q, e, -EBUSY);
+		}
+	}
+	if (any && q->retry_delay_ns < URING_RETRY_MAX_NS)
+		q->retry_delay_ns *= 2;
+}
+
+static void queue_conn_gone(struct uring_queue *q)
+{
+	if (q->conn_gone)
+		return;
+	q->conn_gone = true;
+	rf_session_conn_lost(q->se);
+}
+
+static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind kind, int res)
+{
+	switch (res) {
+	case -ENOTCONN:
+	case -ECONNABORTED:
+	case -ENODEV:
+		queue_conn_gone(q);
+		ent_kill(q, e);
+		return;
+	case -ECANCELED: /* our ring is going away */
+		ent_kill(q, e);
+		return;
+	case -EAGAIN:
+	case -EINTR:
+		if (kind == UD_REGISTER) {
+			ent_retry_later(q, e);
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	if (kind == UD_REGISTER) {
+		rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: REGISTER of entry %u failed: %s",
+		       q->qid, e->idx, strerror(-res));
+		reg_failed(q, e, res);
+		return;
+	}
+	q->lost++;
+	if (res == -ENOENT) {
+		/*
+		 * The kernel no longer knows the request (gone while we answered it). The entry
+		 * did not re-arm: register it again so the queue keeps its depth.
+		 */
+		rf_log_once(RF_LOG_WARN,
+			    "ringfuse: io-uring queue %u: commit for an unknown request (ENOENT)",
+			    q->qid);
+		if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_REGISTER))
+			ent_kill(q, e);
+		return;
+	}
+	rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: COMMIT_AND_FETCH failed: %s", q->qid,
+		    strerror(-res));
+	ent_kill(q, e);
+}
+
+static void ent_complete(struct uring_queue *q, enum ud_kind kind, uint32_t idx, int res)
+{
+	struct ring_ent *e;
+
+	assert(idx < q->depth);
+	e = &q->ents[idx];
+	assert(e->state == ENT_KERNEL);
+	q->in_kernel--;
+	if (res == 0)
+		ent_dispatch(q, e);
+	else
+		ent_error(q, e, kind, res);
+}
+
+static void queue_handle_cqe(struct uring_queue *q, uint64_t ud, int res)
+{
+	switch (ud_kind(ud)) {
+	case UD_REGISTER:
+	case UD_COMMIT:
+		ent_complete(q, ud_kind(ud), ud_index(ud), res);
+		break;
+	case UD_WAKE:
+		if (res < 0 && res != -ECANCELED)
+			rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: wake-up read: %s",
+				    q->qid, strerror(-res));
+		q->efd_armed = false; /* re-armed before the next wait; the list is drained after */
+		break;
+	case UD_TIMER:
+		q->timer_armed = false;
+		queue_retry_registers(q);
+		break;
+	case UD_IO:
+		assert(ud_index(ud) < q->depth && q->io_inflight > 0);
+		q->io_inflight--;
+		rf_io_complete(&q->ents[ud_index(ud)].req, res);
+		break;
+	case UD_NOP:
+		break;
+	default:
+		rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: stray completion %#llx",
+			    q->qid, (unsigned long long)ud);
+		break;
+	}
+}
+
+static void queue_reap(struct uring_queue *q)
+{
+	struct io_uring_cqe *cqe;
+	unsigned int head, n = 0;
+
+	/* Handlers may queue SQEs meanwhile; they go out with the next enter. */
+	io_uring_for_each_cqe(&q->ring, head, cqe)
+	{
+		queue_handle_cqe(q, cqe->user_data, cqe->res);
+		n++;
+	}
+	io_uring_cq_advance(&q->ring, n);
+}
+
+static void queue_arm_wake(struct uring_queue *q)
+{
+	struct io_uring_sqe *sqe;
+
+	if (q->efd_armed)
+		return;
+	sqe = queue_get_sqe(q);
+	if (!sqe)
+		return;
+	io_uring_prep_read(sqe, q->efd, &q->efd_val, sizeof(q->efd_val), 0);
+	sqe->user_data = ud_pack(UD_WAKE, 0);
+	q->efd_armed = true;
+}
+
+/* Busy-poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work. */
+static bool queue_spin(struct uring_queue *q)
+{
+	uint64_t end;
+
+	if (io_uring_sq_ready(&q->ring)) {
+		io_uring_submit(&q->ring);
+		rf_stat_add(q->stats.enters, 1);
+	}
+	end = rf_now_ns() + q->spin_ns;
+	do {
+		if (io_uring_cq_ready(&q->ring) ||
+		    atomic_load_explicit(&q->deferred, memory_order_relaxed))
+			return true;
+		cpu_relax();
+	} while (rf_now_ns() < end);
+	return false;
+}
+
+static void queue_wait(struct uring_queue *q)
+{
+	int ret;
+
+	if (q->spin_ns && queue_spin(q))
+		return;
+	ret = io_uring_submit_and_wait(&q->ring, 1);
+	rf_stat_add(q->stats.enters, 1);
+	if (ret >= 0 || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME)
+		return;
+	rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: io_uring_enter failed: %s", q->qid,
+	       strerror(-ret));
+	q->fatal = ret;
+}
+
+static bool queue_done(struct uring_queue *q)
+{
+	if (atomic_load_explicit(&q->tp->stopping, memory_order_relaxed) ||
+	    atomic_load_explicit(&q->se->exiting, memory_order_relaxed))
+		return true;
+	if (q->fatal || q->live == 0)
+		return true;
+	/* Entries still held by handlers can only fail now: do not wait for them. */
+	return q->conn_gone && q->in_kernel == 0 && q->io_inflight == 0;
+}
+
+/* Backend reads must not land in the buffers after they are freed: let them finish. */
+static void queue_finish_io(struct uring_queue *q)
+{
+	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
+	uint64_t deadline = rf_now_ns() + URING_IO_WAIT_NS;
+
+	while (q->io_inflight && !q->fatal && rf_now_ns() < deadline) {
+		struct io_uring_cqe *cqe;
+
+		io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, &ts, NULL);
+		queue_reap(q);
+	}
+	if (q->io_inflight) {
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: io-uring queue %u: %u backend operations pending at exit", q->qid,
+		       q->io_inflight);
+		q->leak = true;
+	}
+}
+
+static void queue_loop(struct uring_queue *q)
+{
+	while (!queue_done(q)) {
+		queue_arm_wake(q);
+		queue_wait(q);
+		queue_reap(q);
+		queue_drain_deferred(q);
+	}
+	queue_finish_io(q);
+	if (q->lost)
+		rf_log(RF_LOG_WARN, "ringfuse: io-uring queue %u: %llu replies were refused",
+		       q->qid, (unsigned long long)q->lost);
+}
+
+/* ---- queue setup (on the queue thread) ---- */
+
+static void queue_pin(struct uring_queue *q)
+{
+	cpu_set_t set;
+
+	if (!q->se->opts.uring_pin || q->qid >= CPU_SETSIZE)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET(q->qid, &set);
+	/* Fails for an offline CPU or one outside our cpuset: serve unpinned then. */
+	q->pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+static void ent_init(struct uring_queue *q, struct ring_ent *e, uint32_t idx, char *hdr,
+		     char *payload)
+{
+	e->q = q;
+	e->idx = idx;
+	e->state = ENT_IDLE;
+	e->hdr = (struct fuse_uring_req_header *)hdr;
+	e->payload = payload;
+	e->iov[0] = (struct iovec){hdr, URING_HDR_STRIDE};
+	e->iov[1] = (struct iovec){payload, q->max_payload};
+	e->req.se = q->se;
+	e->req.rops = &uring_reply_ops;
+	e->req.chan = e;
+	e->req.queue = q->qid;
+	e->req.stats = &q->stats;
+	e->req.out = payload;
+	e->req.out_cap = q->max_payload;
+}
+
+/* Entries and buffers, allocated and first touched here so they are local to the queue's CPU. */
+static int queue_alloc(struct uring_queue *q)
+{
+	size_t hdr_area = round_up((size_t)q->depth * URING_HDR_STRIDE, RF_PAGE_SIZE);
+	size_t ents_size = round_up(q->depth * sizeof(struct ring_ent), 64);
+	char *mem;
+
+	q->bufs_size = hdr_area + (size_t)q->depth * q->max_payload;
+	mem = mmap(NULL, q->bufs_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return -errno;
+	q->bufs = mem;
+	q->ents = aligned_alloc(64, ents_size);
+	if (!q->ents)
+		return -ENOMEM;
+	memset(q->ents, 0, ents_size);
+	memset(mem, 0, hdr_area);
+	for (uint32_t i = 0; i < q->depth; i++)
+		ent_init(q, &q->ents[i], i, mem + (size_t)i * URING_HDR_STRIDE,
+			 mem + hdr_area + (size_t)i * q->max_payload);
+	q->live = q->depth;
+	return 0;
+}
+
+static int queue_ring_init(struct uring_queue *q)
+{
+	const unsigned int base = IORING_SETUP_SQE128;
+	/* Spinning needs completions posted without our help, so no deferred task work then. */
+	const unsigned int tries[] = {
+		q->spin_ns ? base | IORING_SETUP_SINGLE_ISSUER
+			   : base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+				     IORING_SETUP_COOP_TASKRUN,
+		q->spin_ns ? base : base | IORING_SETUP_COOP_TASKRUN,
+		base,
+	};
+	int ret = -EINVAL;
+
+	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
+		struct io_uring_params p = {.flags = tries[i]};
+
+		ret = io_uring_queue_init_params(q->depth + URING_EXTRA_SQES, &q->ring, &p);
+		if (ret != -EINVAL)
+			break;
+	}
+	if (ret < 0)
+		return ret;
+	q->ring_ok = true;
+	q->ring_flags = q->ring.flags;
+	/* A fixed file saves an fget/fput per command; the plain fd works as well. */
+	q->fixed_fd = io_uring_register_files(&q->ring, &q->se->fd, 1) == 0;
+	q->dev_fd = q->fixed_fd ? 0 : q->se->fd;
+	q->dev_sqe_flags = q->fixed_fd ? IOSQE_FIXED_FILE : 0;
+	return 0;
+}
+
+static int queue_register_entries(struct uring_queue *q)
+{
+	int ret;
+
+	rf_session_register_reqs(q->se, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
+	q->reqs_registered = true;
+	queue_arm_wake(q);
+	for (uint32_t i = 0; i < q->depth; i++)
+		if (!ent_queue_cmd(q, &q->ents[i], FUSE_IO_URING_CMD_REGISTER))
+			return -EBUSY;
+	ret = io_uring_submit(&q->ring);
+	rf_stat_add(q->stats.enters, 1);
+	if (ret < 0)
+		return ret;
+	/* Refusals are posted during the submit; successes stay silent until a request. */
+	queue_reap(q);
+	if (q->reg_errors == q->depth)
+		return q->first_reg_err;
+	if (q->reg_errors)
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: io-uring queue %u: %u of %u entries could not be registered (%s)",
+		       q->qid, q->reg_errors, q->depth, strerror(-q->first_reg_err));
+	return 0;
+}
+
+static int queue_setup(struct uring_queue *q)
+{
+	int ret;
+
+	queue_pin(q);
+	ret = queue_alloc(q);
+	if (!ret)
+		ret = queue_ring_init(q);
+	if (!ret)
+		ret = queue_register_entries(q);
+	return ret;
+}
+
+static void queue_report(struct uring_queue *q, int err)
+{
+	pthread_mutex_lock(&q->tp->lock);
+	q->setup_err = err;
+	q->setup_done = true;
+	pthread_cond_broadcast(&q->tp->cond);
+	pthread_mutex_unlock(&q->tp->lock);
+}
+
+static void *queue_thread(void *arg)
+{
+	struct uring_queue *q = arg;
+	char name[16];
+	int err;
+
+	tls_queue = q;
+	snprintf(name, sizeof(name), "rf-uring-%u", q->qid);
+	pthread_setname_np(pthread_self(), name);
+	err = queue_setup(q);
+	if (err)
+		rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: setup failed: %s", q->qid,
+		       strerror(-err));
+	queue_report(q, err);
+	if (!err)
+		queue_loop(q);
+	tls_queue = NULL;
+	return NULL;
+}
+
+/* ---- transport ops (session thread) ---- */
+
+static bool queue_busy(struct uring_queue *q)
+{
+	if (atomic_load(&q->senders))
+		return true;
+	for (unsigned int i = 0; q->ents && i < q->depth; i++)
+		if (atomic_load(&q->ents[i].req.state) == RF_REQ_ACTIVE)
+			return true;
+	return false;
+}
+
+/* Free a queue whose thread is gone; *wait_us bounds the wait for handlers still running. */
+static void queue_free(struct uring_tp *tp, struct uring_queue *q, unsigned int *wait_us)
+{
+	rf_session *se = tp->se;
+
+	if (q->reqs_registered)
+		rf_session_unregister_reqs(se, &q->ents[0].req);
+	if (q->ring_ok)
+		io_uring_queue_exit(&q->ring); /* cancels what the kernel still holds */
+	while (queue_busy(q) && *wait_us > 0) {
+		usleep(1000);
+		*wait_us = *wait_us > 1000 ? *wait_us - 1000 : 0;
+	}
+	if (q->leak || queue_busy(q)) {
+		/* A late reply would write into the entry and wake the queue: keep it all. */
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: io-uring queue %u: requests still unanswered at exit; "
+		       "leaking the queue",
+		       q->qid);
+		return;
+	}
+	if (q->bufs)
+		munmap(q->bufs, q->bufs_size);
+	free(q->ents);
+	if (q->efd >= 0)
+		close(q->efd);
+	free(q);
+}
+
+static void tp_free(rf_session *se, struct uring_tp *tp)
+{
+	unsigned int wait_us = URING_DRAIN_WAIT_US;
+
+	for (unsigned int i = 0; i < tp->nq; i++) {
+		struct uring_queue *q = tp->q[i];
+
+		if (!q)
+			continue;
+		if (q->thread_started)
+			pthread_join(q->thread, NULL);
+		rf_session_retire_queue(se, q->qid);
+		queue_free(tp, q, &wait_us);
+	}
+	pthread_mutex_destroy(&tp->lock);
+	pthread_cond_destroy(&tp->cond);
+	free(tp);
+}
+
+static struct uring_queue *queue_new(struct uring_tp *tp, unsigned int qid)
+{
+	struct uring_queue *q = aligned_alloc(64, round_up(sizeof(*q), 64));
+
+	if (!q)
+		return NULL;
+	memset(q, 0, sizeof(*q));
+	q->tp = tp;
+	q->se = tp->se;
+	q->qid = qid;
+	q->depth = tp->depth;
+	q->max_payload = tp->max_payload;
+	q->spin_ns = (uint64_t)tp->se->opts.uring_spin_us * 1000;
+	/* Blocking on purpose: a non-blocking eventfd read would complete with EAGAIN at once. */
+	q->efd = eventfd(0, EFD_CLOEXEC);
+	if (q->efd < 0) {
+		free(q);
+		return NULL;
+	}
+	return q;
+}
+
+static struct uring_tp *tp_new(rf_session *se, unsigned int nq)
+{
+	struct uring_tp *tp = calloc(1, sizeof(*tp) + nq * sizeof(tp->q[0]));
+
+	if (!tp)
+		return NULL;
+	tp->se = se;
+	tp->nq = nq;
+	tp->depth = se->opts.uring_depth ? se->opts.uring_depth : URING_DEFAULT_DEPTH;
+	tp->max_payload = payload_size(se);
+	pthread_mutex_init(&tp->lock, NULL);
+	pthread_cond_init(&tp->cond, NULL);
+	return tp;
+}
+
+static int start_threads(struct uring_tp *tp)
+{
+	sigset_t all, old;
+	int ret = 0;
+
+	/* Signals are for the session's main thread. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (unsigned int i = 0; i < tp->nq; i++) {
+		struct uring_queue *q = queue_new(tp, i);
+
+		if (!q) {
+			ret = -ENOMEM;
+			break;
+		}
+		tp->q[i] = q;
+		ret = -pthread_create(&q->thread, NULL, queue_thread, q);
+		if (ret)
+			break;
+		q->thread_started = true;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;
+}
+
+/* Wait until every started queue has submitted its registrations or failed; first error. */
+static int wait_setup(struct uring_tp *tp, bool *kernel_refused)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&tp->lock);
+	for (unsigned int i = 0; i < tp->nq; i++) {
+		struct uring_queue *q = tp->q[i];
+
+		if (!q || !q->thread_started)
+			continue;
+		while (!q->setup_done)
+			pthread_cond_wait(&tp->cond, &tp->lock);
+		if (q->reg_errors)
+			*kernel_refused = true;
+		if (q->setup_err && !err)
+			err = q->setup_err;
+	}
+	pthread_mutex_unlock(&tp->lock);
+	return err;
+}
+
+/* Make the kernel give up waiting for the ring: a REGISTER with a bad iovec count fails. */
+static void force_dev_fallback(rf_session *se)
+{
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	int ret = io_uring_queue_init(2, &ring, IORING_SETUP_SQE128);
+
+	if (ret < 0) {
+		rf_log(RF_LOG_ERR,
+		       "ringfuse: cannot turn io-uring off for this mount (%s); requests may "
+		       "wait until it is unmounted",
+		       strerror(-ret));
+		return;
+	}
+	sqe = io_uring_get_sqe(&ring);
+	if (!sqe) {
+		io_uring_queue_exit(&ring);
+		return;
+	}
+	memset(sqe, 0, 2 * sizeof(*sqe));
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = se->fd;
+	sqe->cmd_op = FUSE_IO_URING_CMD_REGISTER;
+	sqe->len = 0; /* not FUSE_URING_IOV_SEGS: refused, and the kernel falls back */
+	ret = io_uring_submit_and_wait(&ring, 1);
+	if (ret >= 0 && io_uring_peek_cqe(&ring, &cqe) == 0)
+		rf_log(RF_LOG_DEBUG, "ringfuse: io-uring fallback REGISTER: %d", cqe->res);
+	io_uring_queue_exit(&ring);
+}
+
+static void log_started(const struct uring_tp *tp)
+{
+	const struct uring_queue *q0 = tp->q[0];
+	unsigned int pinned = 0;
+	char flags[96];
+
+	for (unsigned int i = 0; i < tp->nq; i++)
+		pinned += tp->q[i]->pinned;
+	flags_string(q0->ring_flags, flags, sizeof(flags));
+	rf_log(RF_LOG_INFO,
+	       "ringfuse: io-uring transport: %u queues x depth %u, payload %zu KiB, flags %s%s, "
+	       "%u pinned, spin %u us",
+	       tp->nq, tp->depth, tp->max_payload / 1024, flags, q0->fixed_fd ? "|fixed-fd" : "",
+	       pinned, tp->se->opts.uring_spin_us);
+}
+
+static int uring_start(rf_session *se)
+{
+	unsigned int nq = possible_cpus();
+	bool kernel_refused = false;
+	struct uring_tp *tp;
+	int ret, err;
+
+	if (se->opts.uring_queues && se->opts.uring_queues != nq)
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: the kernel needs one io-uring queue per possible "
+		       "CPU; using %u",
+		       nq);
+	if (nq > RF_MAX_QUEUES) {
+		rf_log(RF_LOG_ERR, "ringfuse: %u possible CPUs, io-uring supports at most %u", nq,
+		       RF_MAX_QUEUES);
+		force_dev_fallback(se);
+		return -E2BIG;
+	}
+	tp = tp_new(se, nq);
+	if (!tp) {
+		force_dev_fallback(se);
+		return -ENOMEM;
+	}
+	se->tp_data = tp;
+	ret = start_threads(tp);
+	if (ret)
+		atomic_store(&tp->stopping, true);
+	err = wait_setup(tp, &kernel_refused);
+	if (!ret)
+		ret = err;
+	if (ret) {
+		atomic_store(&tp->stopping, true);
+		for (unsigned int i = 0; i < tp->nq; i++)
+			if (tp->q[i])
+				queue_wake(tp->q[i]);
+		se->tp_data = NULL;
+		tp_free(se, tp);
+		if (!kernel_refused)
+			force_dev_fallback(se);
+		return ret;
+	}
+	for (unsigned int i = 0; i < tp->nq; i++)
+		rf_session_register_queue(se, i, &tp->q[i]->stats);
+	log_started(tp);
+	return 0;
+}
+
+static void uring_stop(rf_session *se)
+{
+	struct uring_tp *tp = se->tp_data;
+
+	if (!tp)
+		return;
+	atomic_store(&tp->stopping, true);
+	for (unsigned int i = 0; i < tp->nq; i++)
+		if (tp->q[i])
+			queue_wake(tp->q[i]);
+}
+
+static void uring_destroy(rf_session *se)
+{
+	struct uring_tp *tp = se->tp_data;
+
+	if (!tp)
+		return;
+	uring_stop(se);
+	se->tp_data = NULL;
+	tp_free(se, tp);
+}
+
+const struct rf_transport rf_transport_uring = {
+	.name = "uring",
+	.start = uring_start,
+	.stop = uring_stop,
+	.destroy = uring_destroy,
+};

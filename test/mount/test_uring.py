@@ -1,0 +1,160 @@
+"""FUSE over io_uring specifics: the per-CPU queues really carry the requests (proved by the
+statistics the daemon prints at exit with -o stats), a task's requests land on the queue of the
+CPU it runs on, many clients on all CPUs at once get correct data, and the depth option is
+validated."""
+
+import os
+import time
+
+import pytest
+
+import rfutil
+from rfutil import (ALL_TRANSPORTS, MiB, daemon_argv, expect_start_failure, make_dir, make_file,
+                    rand, read_direct, read_direct_fd, read_file, run_parallel, usable_cpus)
+
+pytestmark = pytest.mark.transports("uring")
+
+
+def possible_cpus():
+    with open("/sys/devices/system/cpu/possible") as f:
+        n = 0
+        for part in f.read().strip().split(","):
+            lo, _, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+        return n
+
+
+def ring_stats(m):
+    """Unmount, then read the per-queue request counts the daemon printed.
+
+    The one place that states what the stats must look like for a uring mount: returns
+    ({queue index: requests}, requests served on /dev/fuse or None when not printed).
+    """
+    rc = m.unmount()
+    assert rc == 0, "exit status %s at unmount\n%s" % (rc, m.log_report())
+    s = m.stats()
+    assert s["queues"], "no per-queue request counts in the -o stats output\n" + m.log_report()
+    if s["transport"] is not None:
+        assert s["transport"] == "uring", s
+    ncpu = possible_cpus()
+    assert all(0 <= q < ncpu for q in s["queues"]), \
+        "queue indices %s outside 0..%d" % (sorted(s["queues"]), ncpu - 1)
+    return s["queues"], s["dev"]
+
+
+def statfs_loop(path, n):
+    for _ in range(n):
+        os.statvfs(path)  # exactly one FUSE_STATFS each, never cached
+
+
+@pytest.mark.mount_opts("stats")
+def test_queues_carry_the_traffic(mnt):
+    k = 300
+    make_file(mnt.p("f"), rand(64 * 1024, 1))
+    fd = os.open(mnt.p("f"), os.O_RDONLY | os.O_DIRECT)
+    try:
+        for _ in range(k):
+            assert len(read_direct_fd(fd, 0, 4096)) == 4096
+    finally:
+        os.close(fd)
+    statfs_loop(mnt.path, k)
+    queues, dev = ring_stats(mnt)
+    on_ring = sum(queues.values())
+    assert on_ring >= 2 * k, "only %d requests on the ring queues for %d reads + %d statfs" % (
+        on_ring, k, k)
+    if dev is not None:
+        assert dev < k // 4, "%d requests went over /dev/fuse instead of the ring" % dev
+
+
+def pinned_statfs(mnt, cpu, n):
+    failures = run_parallel(lambda i: statfs_loop(mnt.path, n), 1, cpus=[cpu])
+    assert not failures, failures
+
+
+@pytest.mark.mount_opts("stats")
+def test_requests_follow_the_cpu(mnt):
+    """A task pinned to CPU k is served by queue k: counted with live statistics (SIGUSR1)
+    taken around each pinned batch of statfs calls."""
+    cpus = usable_cpus()[:4]
+    # Until every queue has registered, requests still travel over /dev/fuse: wait for that.
+    deadline = time.monotonic() + 5
+    while True:
+        for cpu in cpus:
+            pinned_statfs(mnt, cpu, 20)
+        queues = mnt.live_stats()["queues"]
+        if all(queues.get(cpu, 0) > 0 for cpu in cpus):
+            break
+        assert time.monotonic() < deadline, "queues %s never carried a request" % queues
+    n = 500
+    noise = 10  # the test process itself is idle during a batch; allow a stray request or two
+    for cpu in cpus:
+        before = mnt.live_stats()["queues"]
+        pinned_statfs(mnt, cpu, n)
+        after = mnt.live_stats()["queues"]
+        delta = {q: after.get(q, 0) - before.get(q, 0) for q in after}
+        assert n <= delta.get(cpu, 0) <= n + noise, \
+            "client pinned to CPU %d made %d requests; per-queue increase %s" % (cpu, n, delta)
+        others = {q: d for q, d in delta.items() if q != cpu and d > noise}
+        assert not others, "requests from CPU %d served by other queues: %s" % (cpu, delta)
+    ring_stats(mnt)
+
+
+def hammer(mnt, clients, rounds):
+    """clients forked processes, spread over the CPUs, each creating, writing, reading back,
+    renaming and unlinking its own files in one shared directory."""
+    shared = mnt.p("shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o777)
+    sizes = [0, 1, 4095, 4096, 65537, 300_000, MiB + 3]
+
+    def client(i):
+        for j in range(rounds):
+            name = os.path.join(shared, "c%02d-%03d" % (i, j))
+            data = rand(sizes[(i + j) % len(sizes)], i * 1000 + j)
+            make_file(name, data)
+            st = os.stat(name)
+            if st.st_size != len(data):
+                raise AssertionError("%s: size %d, wrote %d" % (name, st.st_size, len(data)))
+            if read_file(name) != data:
+                raise AssertionError("%s: data read back differs" % name)
+            if j % 3 == 0 and read_direct(name) != data:
+                raise AssertionError("%s: data read with O_DIRECT differs" % name)
+            moved = name + ".moved"
+            os.rename(name, moved)
+            if read_file(moved) != data:
+                raise AssertionError("%s: data differs after rename" % moved)
+            os.unlink(moved)
+            if os.path.lexists(moved):
+                raise AssertionError("%s still there after unlink" % moved)
+
+    failures = run_parallel(client, clients, timeout=120.0, cpus=usable_cpus())
+    assert not failures, "\n".join(failures)
+    assert os.listdir(shared) == []
+
+
+@pytest.mark.transports(*ALL_TRANSPORTS)
+@pytest.mark.mount_opts("stats")
+def test_parallel_clients(mnt):
+    hammer(mnt, clients=16, rounds=25)
+    if mnt.transport == "uring":
+        queues, _ = ring_stats(mnt)
+        for cpu in usable_cpus():
+            # 16 clients x 25 rounds over the CPUs: each CPU's queue saw hundreds.
+            assert queues.get(cpu, 0) >= 100, "queue %d idle under load: %s" % (cpu, queues)
+
+
+@pytest.mark.mount_opts("uring_depth=4")
+def test_shallow_queues_under_load(mnt):
+    """Fewer ring entries than concurrent requests: the kernel must queue, nothing may hang."""
+    hammer(mnt, clients=16, rounds=8)
+
+
+@pytest.mark.parametrize("depth", ["0", "100000"])
+def test_depth_validation(depth):
+    why = rfutil.uring_unusable_reason()
+    if why:
+        pytest.skip(why)
+    mnt = make_dir("mnt-")
+    out = expect_start_failure(daemon_argv("memfs", mnt, "uring", opts=("uring_depth=" + depth,)),
+                               mnt + ".log", mnt)
+    assert "uring_depth" in out, "the message does not name uring_depth:\n" + out

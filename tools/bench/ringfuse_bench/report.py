@@ -1,0 +1,237 @@
+"""Results: the terminal table, the JSON file and the SVG chart.
+
+All three are made from one results document (a dict, exactly what goes into the JSON file):
+  configs  [{name, kind, ...}] in column order
+  cells    [{name, title, metrics: [{key, label, unit, better}]}] in row order
+  baseline name of the config the ratios are taken against
+  samples  [{round, config, cell, metrics: {key: value} or None, error}]
+  summary  {config: {cell: {metric: {n, median, min, max, spread_pct}}}} (see summarize())
+"""
+
+import json
+import math
+import os
+from xml.sax.saxutils import escape
+
+from . import stats
+
+PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac"]
+
+
+def summarize(doc):
+    """Fill doc["summary"] from doc["samples"]; returns it."""
+    summary = {}
+    for c in doc["configs"]:
+        per_cell = summary.setdefault(c["name"], {})
+        for cell in doc["cells"]:
+            per_metric = per_cell.setdefault(cell["name"], {})
+            for m in cell["metrics"]:
+                vals = [s["metrics"].get(m["key"]) for s in doc["samples"]
+                        if s["config"] == c["name"] and s["cell"] == cell["name"]
+                        and s.get("metrics")]
+                per_metric[m["key"]] = stats.summarize(vals)
+    doc["summary"] = summary
+    return summary
+
+
+def median_of(doc, config, cell, key):
+    try:
+        return doc["summary"][config][cell][key]["median"]
+    except KeyError:
+        return None
+
+
+def fmt_num(v):
+    """A short human number: 3 significant digits, k/M/G above 10000."""
+    if v is None:
+        return "-"
+    a = abs(v)
+    suffix = ""
+    for threshold, div, sfx in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if a >= threshold:
+            v, a, suffix = v / div, a / div, sfx
+            break
+    if a >= 100:
+        s = "%.0f" % v
+    elif a >= 10:
+        s = "%.1f" % v
+    else:
+        s = "%.2f" % v
+    return s + suffix
+
+
+def fmt_cell(summary, base=None, is_baseline=False, failed=True):
+    """'12.3k ±4%' plus ' 1.05x' against base (raw value ratio) unless this is the baseline.
+    Without a number: ERR if the cell failed, '-' if it did not run."""
+    if not summary or summary.get("median") is None:
+        return "ERR" if failed else "-"
+    s = fmt_num(summary["median"])
+    if summary.get("n", 0) > 1 and summary.get("spread_pct") is not None:
+        s += " ±%.0f%%" % summary["spread_pct"]
+    if not is_baseline:
+        r = stats.ratio(summary["median"], base)
+        s += " %5.2fx" % r if r is not None else "      "
+    return s
+
+
+def format_table(doc):
+    """The readable comparison table (rows: cell metrics, columns: configurations)."""
+    base = doc.get("baseline")
+    cfgs = [c["name"] for c in doc["configs"]]
+    header = ["cell", "metric", "unit"] + cfgs
+    failed = {(s["config"], s["cell"]) for s in doc["samples"] if s.get("error")}
+    rows = []
+    for cell in doc["cells"]:
+        first = True
+        for m in cell["metrics"]:
+            arrow = "↑" if m["better"] == "higher" else "↓"
+            row = [cell["name"] if first else "", "%s %s" % (m["label"], arrow), m["unit"]]
+            bval = median_of(doc, base, cell["name"], m["key"])
+            for c in cfgs:
+                summ = doc["summary"].get(c, {}).get(cell["name"], {}).get(m["key"])
+                row.append(fmt_cell(summ, bval, is_baseline=(c == base),
+                                    failed=(c, cell["name"]) in failed))
+            rows.append(row)
+            first = False
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+
+    def line(r):
+        out = []
+        for i, v in enumerate(r):
+            out.append(v.ljust(widths[i]) if i < 3 else v.rjust(widths[i]))
+        return "  ".join(out).rstrip()
+
+    meta = doc.get("meta", {})
+    title = "ringfuse-bench: %s%g s per cell, %d round(s); median ±spread (max-min)/median" % (
+        "fs %s, " % meta["fs"] if meta.get("fs") else "", meta.get("runtime") or 0,
+        meta.get("rounds", 0))
+    lines = [title, "ratios: configuration / %s (↑ higher is better, ↓ lower is better)" % base,
+             "", line(header), line(["-" * w for w in widths])]
+    lines += [line(r) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(doc, path):
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _rel(doc, config, cell, m, which="median"):
+    base = doc.get("baseline")
+    try:
+        v = doc["summary"][config][cell][m["key"]][which]
+    except KeyError:
+        return None
+    return stats.ratio(v, median_of(doc, base, cell, m["key"]), m["better"])
+
+
+def render_svg(doc, width=960):
+    """A grouped horizontal bar chart: one group per cell metric, one bar per configuration,
+    each normalised to the baseline and oriented so that right is better (latencies are
+    inverted). The axis is logarithmic and centred on the baseline, so 2x better and 2x worse
+    are the same length and one large ratio (native, often) does not flatten the others.
+    Whiskers show the min-max range of the samples."""
+    cfgs = [c["name"] for c in doc["configs"]]
+    rows = [(cell, m) for cell in doc["cells"] for m in cell["metrics"]]
+    bar_h, gap, left, right, top = 14, 14, 290, 40, 78
+    plot_w = width - left - right
+    group_h = len(cfgs) * bar_h + gap
+    height = top + max(1, len(rows)) * group_h + 40
+
+    rels = [_rel(doc, c, cell["name"], m, w) for cell, m in rows for c in cfgs
+            for w in ("median", "min", "max")]
+    rels = [r for r in rels if r is not None and r > 0]
+    span = max([1] + [math.ceil(abs(math.log2(r)) - 1e-9) for r in rels])
+    x0 = left + plot_w / 2.0
+
+    def x(v):
+        lg = max(-span, min(span, math.log2(v)))
+        return x0 + lg / span * (plot_w / 2.0 - 30)
+
+    meta = doc.get("meta", {})
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">'
+           % (width, height, width, height),
+           '<rect x="0" y="0" width="%d" height="%d" fill="white"/>' % (width, height),
+           '<text x="10" y="20" font-size="15" font-weight="bold">%s</text>' % escape(
+               "ringfuse-bench: %srelative to %s (right is better; latencies inverted)"
+               % ("fs %s, " % meta["fs"] if meta.get("fs") else "", doc.get("baseline"))),
+           '<text x="10" y="38" fill="#555">%s</text>' % escape(
+               "%s kernel %s, %s CPUs, %g s per cell, %s round(s); log scale; whiskers: "
+               "min-max" % ((meta.get("date") + ", ") if meta.get("date") else "",
+                            meta.get("kernel", "?"), meta.get("nproc", "?"),
+                            meta.get("runtime") or 0, meta.get("rounds", "?")))]
+    lx = 10
+    for i, c in enumerate(cfgs):
+        out.append('<rect x="%d" y="48" width="12" height="12" fill="%s"/>'
+                   % (lx, PALETTE[i % len(PALETTE)]))
+        out.append('<text x="%d" y="59">%s</text>' % (lx + 16, escape(c)))
+        lx += 30 + 8 * len(c)
+
+    for r, (cell, m) in enumerate(rows):
+        y0 = top + r * group_h
+        if r % 2 == 0:
+            out.append('<rect x="0" y="%d" width="%d" height="%d" fill="#f4f4f4"/>'
+                       % (y0 - gap // 2, width, group_h))
+    for k in range(-span, span + 1):
+        xv = x(2.0 ** k)
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"%s/>'
+                   % (xv, top - 8, xv, height - 30, "#000" if k == 0 else "#ccc",
+                      ' stroke-dasharray="4,3"' if k == 0 else ""))
+        out.append('<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%s</text>'
+                   % (xv, height - 16, "%dx" % 2 ** k if k >= 0 else "1/%dx" % 2 ** -k))
+    out.append('<text x="%.1f" y="%d" text-anchor="middle" font-size="10">%s</text>'
+               % (x0, top - 12, escape("baseline: %s" % doc.get("baseline"))))
+
+    for r, (cell, m) in enumerate(rows):
+        y0 = top + r * group_h
+        label = "%s · %s (%s)" % (cell["name"], m["label"], m["unit"])
+        out.append('<text x="%d" y="%d" text-anchor="end">%s</text>'
+                   % (left - 8, y0 + len(cfgs) * bar_h // 2 + 4, escape(label)))
+        for i, c in enumerate(cfgs):
+            y = y0 + i * bar_h
+            rel = _rel(doc, c, cell["name"], m)
+            color = PALETTE[i % len(PALETTE)]
+            if rel is None or rel <= 0:
+                out.append('<text x="%.1f" y="%d" fill="#999" font-size="10">n/a</text>'
+                           % (x0 + 4, y + bar_h - 3))
+                continue
+            xa, xb = sorted((x0, x(rel)))
+            out.append('<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s">'
+                       '<title>%s</title></rect>'
+                       % (xa, y + 1, max(xb - xa, 1.0), bar_h - 2, color,
+                          escape("%s %s: %s %s (%.2fx)" % (
+                              c, label, fmt_num(median_of(doc, c, cell["name"], m["key"])),
+                              m["unit"], rel))))
+            lo = _rel(doc, c, cell["name"], m, "min")
+            hi = _rel(doc, c, cell["name"], m, "max")
+            ends = [x(rel)]
+            if lo and hi and lo != hi:
+                ym = y + bar_h / 2.0
+                out.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>'
+                           % (x(lo), ym, x(hi), ym))
+                ends += [x(lo), x(hi)]
+            if rel >= 1:
+                out.append('<text x="%.1f" y="%d" font-size="10">%.2fx</text>'
+                           % (max(ends) + 4, y + bar_h - 3, rel))
+            else:
+                out.append('<text x="%.1f" y="%d" font-size="10" text-anchor="end">%.2fx</text>'
+                           % (min(ends) - 4, y + bar_h - 3, rel))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_svg(doc, path):
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(render_svg(doc))
