@@ -107,7 +107,7 @@ struct fdata {
 struct dent {
 	struct dent *hnext; /* hash chain */
 	struct node *node;
-	uint64_t id;   /* readdir cookie: ids only grow within a directory */
+	uint64_t id; /* readdir cookie: ids only grow within a directory */
 	uint64_t hash;
 	uint64_t slot; /* index in dir->slots */
 	uint16_t len;
@@ -827,8 +827,8 @@ static int file_write(struct node *n, const char *src, uint64_t off, size_t len,
 	while (len) {
 		uint32_t in = (uint32_t)(off & CHUNK_MASK);
 		uint32_t part = (uint32_t)min_u64(len, CHUNK_SIZE - in);
-		struct chunk *c = chunk_prepare(&n->file, off >> CHUNK_SHIFT, in + part, in,
-						in + part, &err);
+		struct chunk *c =
+			chunk_prepare(&n->file, off >> CHUNK_SHIFT, in + part, in, in + part, &err);
 
 		if (!c)
 			break;
@@ -1218,6 +1218,28 @@ static bool want_own_perm_checks(int argc, char *argv[])
 	return own;
 }
 
+static bool asked_for_help(int argc, char *argv[])
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	return false;
+}
+
+static void print_help(void)
+{
+	printf("\n"
+	       "memfs options:\n"
+	       "    cache=none|auto|always entry/attr timeouts 0, 1 s (default) or a day; always\n"
+	       "                           also keeps file and directory caches across opens\n"
+	       "    size=N[kmgt]           capacity in bytes (default: half the RAM)\n"
+	       "    nr_inodes=N[kmgt]      most inodes (default: RAM / 8 KiB, at least 1M)\n"
+	       "    mode=OCTAL, uid=N, gid=N  owner and mode of the root directory\n"
+	       "    writeback              let the kernel cache writes (writeback cache)\n"
+	       "With no_default_permissions memfs checks permissions itself; entries are then\n"
+	       "not cached (unless cache= is given) so that every path walk reaches it.\n");
+}
+
 static int read_opts(rf_session *se)
 {
 	const char *v;
@@ -1243,6 +1265,10 @@ static int read_opts(rf_session *se)
 			fprintf(stderr, "memfs: cache=%s: expected none, auto or always\n", v);
 			return -EINVAL;
 		}
+	} else if (fs.perm_check) {
+		/* The kernel walks cached entries without asking us, so our search permission
+		 * checks would be skipped for names someone else looked up. */
+		fs.entry_timeout = fs.neg_timeout = 0;
 	}
 	v = rf_session_opt(se, "size");
 	if (v) {
@@ -1399,6 +1425,7 @@ static void mfs_lookup(rf_req *req, rf_ino parent, const char *name)
 		goto out;
 
 	if (is_dot_or_dotdot(name, len)) {
+		/* ".." of the root is the root: pinned twice, put once below. */
 		c = len == 1 ? p : node_get(atomic_load(&p->dir->parent));
 		if (!c) {
 			err = -ENOENT;
@@ -1408,7 +1435,7 @@ static void mfs_lookup(rf_req *req, rf_ino parent, const char *name)
 		entry_fill(&e, c);
 		unlock(&c->lock);
 		node_add_lookup(c);
-		if (c != p)
+		if (len == 2)
 			node_put(c);
 	} else {
 		struct dent *d;
@@ -1522,8 +1549,9 @@ static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, 
 		}
 	}
 	if (to_set & times) {
-		bool explicit = ((to_set & RF_SET_ATTR_ATIME) && !(to_set & RF_SET_ATTR_ATIME_NOW)) ||
-				((to_set & RF_SET_ATTR_MTIME) && !(to_set & RF_SET_ATTR_MTIME_NOW));
+		bool explicit =
+			((to_set & RF_SET_ATTR_ATIME) && !(to_set & RF_SET_ATTR_ATIME_NOW)) ||
+			((to_set & RF_SET_ATTR_MTIME) && !(to_set & RF_SET_ATTR_MTIME_NOW));
 
 		if (explicit && !owner)
 			return -EPERM;
@@ -2576,8 +2604,7 @@ full:
 	rf_reply_data(req, pos);
 }
 
-static void mfs_readdir(rf_req *req, rf_ino ino, size_t size, off_t off,
-			struct rf_file_info *fi)
+static void mfs_readdir(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_info *fi)
 {
 	list_dir(req, ino, size, off, fi, false);
 }
@@ -2663,8 +2690,8 @@ static struct xattr **xattr_find(struct node *n, const char *name)
 	return NULL;
 }
 
-static void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value,
-			 size_t size, int flags)
+static void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, size_t size,
+			 int flags)
 {
 	struct node *n = node_get(ino);
 	size_t nlen = strlen(name);
@@ -3107,8 +3134,12 @@ int main(int argc, char *argv[])
 	fs.perm_check = want_own_perm_checks(argc, argv);
 	se = rf_session_new(argc, argv, &memfs_ops, sizeof(memfs_ops), &fs);
 	if (!se) {
+		int usage_error = errno != 0;
+
+		if (!usage_error && asked_for_help(argc, argv))
+			print_help();
 		fs_teardown();
-		return errno ? 1 : 0;
+		return usage_error ? 1 : 0;
 	}
 	if (read_opts(se) < 0 || root_create() < 0) {
 		rf_session_destroy(se);

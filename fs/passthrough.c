@@ -15,9 +15,13 @@
  * its descriptor is closed. A descriptor follows its object through renames, so no paths are
  * kept anywhere.
  *
- * Files. An open file's fh is the real descriptor, so read, write, fsync and friends touch no
- * lock and no table; read preads straight into the reply payload. A directory's fh points to a
- * DIR stream whose d_off cookies are the readdir offsets.
+ * Files. An open file's fh is the real descriptor (plus FH_DIRECT), so read, write, fsync and
+ * friends touch no lock and no table; read preads straight into the reply payload. O_DIRECT opens
+ * get an O_DIRECT backing descriptor and direct_io; a transport buffer that is not aligned for it
+ * goes through a per-thread bounce buffer. A directory's fh points to a DIR stream whose d_off
+ * cookies are the readdir offsets. With -o writeback, write-only opens are widened to read-write
+ * (the kernel reads pages back), O_APPEND is left to the kernel, and lseek(SEEK_DATA/SEEK_HOLE)
+ * is handed back to the kernel (ENOSYS), which knows about pages not yet written back.
  *
  * Containment. Nothing outside SOURCE is reachable through the mount. Names from the kernel are
  * single components (checked again here); lookups open them relative to the parent's descriptor
@@ -38,7 +42,11 @@
  * drops CAP_CHOWN, CAP_DAC_*, CAP_FOWNER, CAP_FSETID and CAP_MKNOD, so the underlying
  * filesystem applies its own rules: ownership of new objects and the setgid directory,
  * sticky directories, chown/chmod/utimensat permissions, suid/sgid clearing, hard link
- * protection. Plain reads and lookups keep the server's rights: the kernel checked them
+ * protection. Two changes the kernel sends on behalf of callers who need not own the file are
+ * retried with the server's rights when the caller's fail: a mode change that only clears
+ * suid/sgid (after a write or truncate by another user), and, with writeback, explicit times
+ * for a caller who may write (the kernel turns touch and write into explicit c/mtime).
+ * Plain reads and lookups keep the server's rights: the kernel checked them
  * (default_permissions) before asking. The library does not negotiate FUSE_DONT_MASK, so the
  * kernel applies the caller's umask to create modes before sending them: the daemon runs with
  * umask 0 and passes modes through unchanged (ctx->umask is applied only if DONT_MASK ever is).
@@ -96,6 +104,7 @@ struct open_how {
 #define NGROUPS_ON_STACK 64
 #define PROC_PATH_MAX	 32 /* "/proc/self/fd/" + an int */
 #define DIO_ALIGN	 4096
+#define FH_DIRECT	 (1ull << 32) /* in a file's fh: the backing fd is O_DIRECT */
 #define TIMEOUT_AUTO	 1.0
 #define TIMEOUT_ALWAYS	 86400.0
 
@@ -159,6 +168,12 @@ static const char *proc_path(int fd, char buf[PROC_PATH_MAX])
 {
 	snprintf(buf, PROC_PATH_MAX, "/proc/self/fd/%d", fd);
 	return buf;
+}
+
+/* The backing descriptor of an open file. */
+static int fh_fd(const struct rf_file_info *fi)
+{
+	return (int)(uint32_t)fi->fh;
 }
 
 static bool is_dot_or_dotdot(const char *name)
@@ -425,7 +440,7 @@ static int creds_enter(rf_req *req, struct creds *c)
 		free(groups);
 	if (err)
 		return err;
-	/* gid first: setfsuid to non-root drops nothing setfsgid needs, but be tidy. */
+	/* Undone in reverse order by creds_leave(). */
 	c->uid = ctx->uid;
 	c->gid = ctx->gid;
 	syscall(SYS_setfsgid, c->gid);
@@ -687,7 +702,7 @@ static int set_size(struct pt_inode *in, off_t size, const struct rf_file_info *
 	if (!S_ISREG(in->type))
 		return -EINVAL;
 	if (fi && fi->fh_valid)
-		return ftruncate((int)fi->fh, size) < 0 ? neg_errno() : 0;
+		return ftruncate(fh_fd(fi), size) < 0 ? neg_errno() : 0;
 	return truncate(proc_path(in->fd, path), size) < 0 ? neg_errno() : 0;
 }
 
@@ -750,8 +765,7 @@ static int set_mode_for(struct creds *c, struct pt_inode *in, mode_t mode)
  * caller's right (default_permissions). Explicit times need ownership underneath: for a caller
  * who may write the file, set them with the server's rights, which is what touch allows.
  */
-static int set_times_for(struct creds *c, struct pt_inode *in, const struct stat *attr,
-			 int to_set)
+static int set_times_for(struct creds *c, struct pt_inode *in, const struct stat *attr, int to_set)
 {
 	int err = set_times(in, attr, to_set);
 
@@ -1033,7 +1047,7 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 
 static void set_open_reply(struct rf_file_info *fi, int fd)
 {
-	fi->fh = (uint64_t)fd;
+	fi->fh = (uint64_t)(uint32_t)fd | ((fi->flags & O_DIRECT) ? FH_DIRECT : 0);
 	fi->direct_io = (fi->flags & O_DIRECT) != 0;
 	fi->parallel_direct_writes = fi->direct_io;
 	fi->keep_cache = fs.cache == CACHE_ALWAYS;
@@ -1140,15 +1154,10 @@ static void *bounce_get(size_t size)
 	return p;
 }
 
-/* Did an EINVAL come from O_DIRECT meeting a misaligned transport buffer? */
-static bool needs_bounce(int fd, const void *buf)
+/* O_DIRECT I/O from a transport buffer that is not aligned (the dev transport's) is bounced. */
+static bool needs_bounce(const struct rf_file_info *fi, const void *buf)
 {
-	int fl;
-
-	if (!((uintptr_t)buf & (DIO_ALIGN - 1)))
-		return false;
-	fl = fcntl(fd, F_GETFL);
-	return fl >= 0 && (fl & O_DIRECT);
+	return (fi->fh & FH_DIRECT) && ((uintptr_t)buf & (DIO_ALIGN - 1));
 }
 
 static ssize_t pread_direct(int fd, char *buf, size_t size, off_t off)
@@ -1166,19 +1175,20 @@ static ssize_t pread_direct(int fd, char *buf, size_t size, off_t off)
 }
 
 /* Read until size or end of file: a short reply means end of file to the kernel. */
-static ssize_t pread_full(int fd, char *buf, size_t size, off_t off)
+static ssize_t pread_full(const struct rf_file_info *fi, char *buf, size_t size, off_t off)
 {
+	int fd = fh_fd(fi);
 	size_t done = 0;
 
 	while (done < size) {
-		ssize_t n = pread(fd, buf + done, size - done, off + (off_t)done);
+		ssize_t n;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EINVAL && needs_bounce(fd, buf + done))
+		if (needs_bounce(fi, buf + done))
 			n = pread_direct(fd, buf + done, size - done, off + (off_t)done);
-		else if (n < 0)
+		else if ((n = pread(fd, buf + done, size - done, off + (off_t)done)) < 0)
 			n = neg_errno();
+		if (n == -EINTR)
+			continue;
 		if (n < 0)
 			return done ? (ssize_t)done : n;
 		if (n == 0)
@@ -1201,7 +1211,7 @@ static void pt_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_f
 	}
 	if (size > cap)
 		size = cap;
-	n = pread_full((int)fi->fh, buf, size, off);
+	n = pread_full(fi, buf, size, off);
 	if (n < 0)
 		reply_status(req, (int)n);
 	else
@@ -1223,13 +1233,13 @@ static ssize_t pwrite_direct(int fd, const char *buf, size_t size, off_t off)
 static void pt_write(rf_req *req, rf_ino ino, const char *buf, size_t size, off_t off,
 		     struct rf_file_info *fi)
 {
-	int fd = (int)fi->fh;
-	ssize_t n = pwrite(fd, buf, size, off);
+	int fd = fh_fd(fi);
+	ssize_t n;
 
 	(void)ino;
-	if (n < 0 && errno == EINVAL && needs_bounce(fd, buf))
+	if (needs_bounce(fi, buf))
 		n = pwrite_direct(fd, buf, size, off);
-	else if (n < 0)
+	else if ((n = pwrite(fd, buf, size, off)) < 0)
 		n = neg_errno();
 	if (n < 0)
 		reply_status(req, (int)n);
@@ -1241,7 +1251,7 @@ static void pt_flush(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	/* Closing a duplicate runs the backing filesystem's flush (and drops POSIX locks of
 	 * ours) without giving up the descriptor. */
-	int dup_fd = dup((int)fi->fh);
+	int dup_fd = dup(fh_fd(fi));
 	int err = 0;
 
 	(void)ino;
@@ -1255,7 +1265,7 @@ static void pt_flush(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 static void pt_release(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	(void)ino;
-	close((int)fi->fh);
+	close(fh_fd(fi));
 	rf_reply_err(req, 0);
 }
 
@@ -1267,14 +1277,14 @@ static int sync_fd(int fd, int datasync)
 static void pt_fsync(rf_req *req, rf_ino ino, int datasync, struct rf_file_info *fi)
 {
 	(void)ino;
-	reply_status(req, sync_fd((int)fi->fh, datasync));
+	reply_status(req, sync_fd(fh_fd(fi), datasync));
 }
 
 static void pt_fallocate(rf_req *req, rf_ino ino, int mode, off_t offset, off_t length,
 			 struct rf_file_info *fi)
 {
 	(void)ino;
-	reply_status(req, fallocate((int)fi->fh, mode, offset, length) < 0 ? neg_errno() : 0);
+	reply_status(req, fallocate(fh_fd(fi), mode, offset, length) < 0 ? neg_errno() : 0);
 }
 
 static void pt_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_file_info *fi)
@@ -1289,18 +1299,18 @@ static void pt_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_f
 		reply_status(req, -ENOSYS);
 		return;
 	}
-	r = lseek((int)fi->fh, off, whence);
+	r = lseek(fh_fd(fi), off, whence);
 	if (r < 0)
 		reply_status(req, neg_errno());
 	else
 		rf_reply_lseek(req, r);
 }
 
-static void pt_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in,
-			       struct rf_file_info *fi_in, rf_ino ino_out, off_t off_out,
-			       struct rf_file_info *fi_out, size_t len, int flags)
+static void pt_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in, struct rf_file_info *fi_in,
+			       rf_ino ino_out, off_t off_out, struct rf_file_info *fi_out,
+			       size_t len, int flags)
 {
-	ssize_t n = copy_file_range((int)fi_in->fh, &off_in, (int)fi_out->fh, &off_out, len,
+	ssize_t n = copy_file_range(fh_fd(fi_in), &off_in, fh_fd(fi_out), &off_out, len,
 				    (unsigned int)flags);
 
 	(void)ino_in;
@@ -1429,8 +1439,7 @@ static void pt_readdir(rf_req *req, rf_ino ino, size_t size, off_t off, struct r
 	read_dir(req, ino, size, off, fi, false);
 }
 
-static void pt_readdirplus(rf_req *req, rf_ino ino, size_t size, off_t off,
-			   struct rf_file_info *fi)
+static void pt_readdirplus(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_info *fi)
 {
 	read_dir(req, ino, size, off, fi, true);
 }
@@ -1501,8 +1510,8 @@ static void pt_access(rf_req *req, rf_ino ino, int mask)
  * No *xattr call takes an O_PATH descriptor, so they go through the magic link, whose target
  * is the object itself (for a symlink: the link, not what it points to). */
 
-static void pt_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value,
-			size_t size, int flags)
+static void pt_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, size_t size,
+			int flags)
 {
 	char path[PROC_PATH_MAX];
 	struct creds c;
@@ -1692,8 +1701,9 @@ static int parse_options(rf_session *se)
 			v);
 		return -EINVAL;
 	}
-	fs.timeout = fs.cache == CACHE_NONE ? 0 : fs.cache == CACHE_AUTO ? TIMEOUT_AUTO
-									 : TIMEOUT_ALWAYS;
+	fs.timeout = fs.cache == CACHE_NONE   ? 0
+		     : fs.cache == CACHE_AUTO ? TIMEOUT_AUTO
+					      : TIMEOUT_ALWAYS;
 	v = rf_session_opt(se, "writeback");
 	fs.writeback_opt = v && (!*v || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"));
 	/* Kernel passthrough comes later; remember that it was asked for. */
@@ -1738,8 +1748,7 @@ static int check_mountpoint(const char *mnt)
 	if (fd < 0)
 		return 0; /* the library reports a bad mountpoint */
 	if (stat_fd(fd, &st) == 0 && !is_root_object(&st) && within_source(fd)) {
-		fprintf(stderr, "ringfuse-passthrough: %s lies inside the source directory\n",
-			mnt);
+		fprintf(stderr, "ringfuse-passthrough: %s lies inside the source directory\n", mnt);
 		err = -EINVAL;
 	}
 	close(fd);

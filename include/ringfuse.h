@@ -350,6 +350,10 @@ rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, siz
 			   void *userdata);
 /* The source argument (for filesystems that take one), or NULL. */
 const char *rf_session_source(const rf_session *se);
+/* The mountpoint as given (absolute once rf_session_run() has started). */
+const char *rf_session_mountpoint(const rf_session *se);
+/* Non-zero when the kernel checks permissions (default_permissions, the default). */
+int rf_session_default_permissions(const rf_session *se);
 /* The value of a -o key=value option the library did not consume, or NULL. "key" alone
  * yields "". Lets filesystems take their own options; ask before rf_session_run(), which
  * refuses options nobody asked for. The string is valid until the next call on this thread. */

@@ -56,6 +56,16 @@ const char *rf_session_source(const rf_session *se)
 	return se->source;
 }
 
+const char *rf_session_mountpoint(const rf_session *se)
+{
+	return se->mountpoint;
+}
+
+int rf_session_default_permissions(const rf_session *se)
+{
+	return se->opts.default_permissions;
+}
+
 const char *rf_session_transport(const rf_session *se)
 {
 	return se->tp ? se->tp->name : "none";

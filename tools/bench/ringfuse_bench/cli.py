@@ -534,8 +534,9 @@ def _main(args):
     meta = {
         "tool": "ringfuse-bench", "version": __version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "argv": sys.argv[1:] if args is not None else [],
-        "fs": args.fs if need_daemon else None, "cache": args.cache, "runtime": args.runtime, "ramp": args.ramp,
+        "argv": sys.argv[1:],
+        "fs": args.fs if need_daemon else None, "cache": args.cache,
+        "runtime": args.runtime, "ramp": args.ramp,
         "rounds": args.repeat, "size": args.size, "ioengine": args.ioengine,
         "md_files": args.md_files, "quick": args.quick,
         "kernel": platform.release(), "nproc": nproc, "cpu": cpu_model(),
