@@ -509,7 +509,8 @@ static void req_node_done(struct node *n, bool pinned)
 		node_put(n);
 }
 
-/* A fresh node with one reference per initial link plus extra; not yet in the table. */
+/* A fresh node of type, counted against the inode limit; the caller sets its attributes and
+ * references, then publishes it with table_insert(). */
 static struct node *node_alloc(mode_t type, const char *target, int *err)
 {
 	struct node *n;
@@ -1548,7 +1549,9 @@ static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, 
 			mode &= ~(mode_t)S_ISGID;
 		}
 	}
-	if (to_set & times) {
+	/* With the writeback cache the kernel keeps the times and sends them, with ctime, on
+	 * truncate and writeback too; it checked utimensat() itself. */
+	if ((to_set & times) && !(to_set & RF_SET_ATTR_CTIME)) {
 		bool explicit =
 			((to_set & RF_SET_ATTR_ATIME) && !(to_set & RF_SET_ATTR_ATIME_NOW)) ||
 			((to_set & RF_SET_ATTR_MTIME) && !(to_set & RF_SET_ATTR_MTIME_NOW));

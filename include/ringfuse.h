@@ -342,7 +342,7 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   -o opt[,opt...]: allow_other, default_permissions, no_default_permissions, ro, rw,
  *      fsname=, subtype=, max_write=N, max_background=N, transport=auto|uring|dev|uring-rw,
  *      uring_depth=N, uring_spin_us=N, uring_pin=0|1, threads=N, stats,
- *      plus any option the filesystem registered with rf_session_add_opt().
+ *      plus the filesystem's own options, read with rf_session_opt().
  * Returns NULL with a message through the log hook on bad usage (errno = EINVAL). When -h or
  * -V were given, the text is printed and NULL is returned with errno = 0.
  */

@@ -785,16 +785,22 @@ def read_direct(path, off=0, size=None):
 
 
 def read_direct_fd(fd, off, size):
-    # O_DIRECT offsets on FUSE need no alignment, but keep buffers aligned as users must.
-    buf = mmap.mmap(-1, max(PAGE, (size + PAGE - 1) // PAGE * PAGE))
+    """pread size bytes at off from an O_DIRECT descriptor. FUSE itself takes any offset, but a
+    passthrough to a local filesystem has its alignment rules: read whole aligned blocks into
+    an aligned buffer and cut the window out."""
+    start = off // PAGE * PAGE
+    end = (off + size + PAGE - 1) // PAGE * PAGE
+    buf = mmap.mmap(-1, max(PAGE, end - start))
     try:
         out = bytearray()
-        while len(out) < size:
-            n = os.preadv(fd, [buf], off + len(out))
+        while start + len(out) < end:
+            n = os.preadv(fd, [buf], start + len(out))
             if n == 0:
                 break
-            out += buf[:min(n, size - len(out))]
-        return bytes(out)
+            out += buf[:n]
+            if n % PAGE:
+                break  # short read: end of file
+        return bytes(out[off - start:off - start + size])
     finally:
         buf.close()
 

@@ -1,0 +1,61 @@
+/*
+ * ringfuse-memfs built into the fuzz harness instead of into its own program.
+ *
+ * memfs is a program: its operations table and state are statics of fs/memfs.c and its main()
+ * mounts. Rather than change it, this file compiles it whole with main() renamed, which gives
+ * the harness the real operations table and lets it build a fresh, empty filesystem for every
+ * input (so an input's result never depends on the inputs before it) with a small capacity
+ * (so no input can make the fuzzer's memory grow).
+ */
+#define main memfs_unused_main
+#include "../../fs/memfs.c"
+#undef main
+
+#include "harness.h"
+
+const struct rf_ops *fuzz_memfs_ops(size_t *size)
+{
+	*size = sizeof(memfs_ops);
+	return &memfs_ops;
+}
+
+int fuzz_memfs_start(unsigned int flags)
+{
+	int ret;
+
+	memset(&fs, 0, sizeof(fs));
+	ret = fs_setup();
+	if (ret < 0) {
+		fs_teardown();
+		return ret;
+	}
+	/* What read_opts() would set, without a session to read options from. */
+	fs.max_bytes = FUZZ_MEMFS_BYTES;
+	fs.max_inodes = FUZZ_MEMFS_INODES;
+	fs.entry_timeout = fs.attr_timeout = fs.neg_timeout = 1.0;
+	if (flags & FUZZ_MEMFS_NO_CACHE)
+		fs.entry_timeout = fs.attr_timeout = fs.neg_timeout = 0;
+	fs.root_mode = 0755;
+	fs.root_uid = 0;
+	fs.root_gid = 0;
+	fs.perm_check = (flags & FUZZ_MEMFS_PERM_CHECK) != 0;
+	ret = root_create();
+	if (ret < 0)
+		fs_teardown();
+	return ret;
+}
+
+void fuzz_memfs_stop(void)
+{
+	fs_teardown();
+}
+
+uint64_t fuzz_memfs_inodes(void)
+{
+	return atomic_load(&fs.ninodes);
+}
+
+uint64_t fuzz_memfs_bytes(void)
+{
+	return atomic_load(&fs.used_bytes);
+}
