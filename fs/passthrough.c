@@ -6,7 +6,8 @@
  *     -o cache=none|auto|always   entry/attribute timeouts 0 / 1 s / 1 day; "always" also keeps
  *                                 page and readdir caches across opens (default: auto)
  *     -o writeback                kernel writeback cache
- *     -o passthrough              kernel passthrough (accepted; not used yet)
+ *     -o passthrough              kernel passthrough: reads and writes of regular files go from
+ *                                 the kernel straight to SOURCE (needs root; excludes writeback)
  *
  * Inodes. Every inode the kernel knows is a struct pt_inode holding an O_PATH descriptor of
  * the underlying object, found by (st_dev, st_ino) in a hash table split into shards with one
@@ -15,13 +16,31 @@
  * its descriptor is closed. A descriptor follows its object through renames, so no paths are
  * kept anywhere.
  *
- * Files. An open file's fh is the real descriptor (plus FH_DIRECT), so read, write, fsync and
- * friends touch no lock and no table; read preads straight into the reply payload. O_DIRECT opens
- * get an O_DIRECT backing descriptor and direct_io; a transport buffer that is not aligned for it
- * goes through a per-thread bounce buffer. A directory's fh points to a DIR stream whose d_off
- * cookies are the readdir offsets. With -o writeback, write-only opens are widened to read-write
- * (the kernel reads pages back), O_APPEND is left to the kernel, and lseek(SEEK_DATA/SEEK_HOLE)
- * is handed back to the kernel (ENOSYS), which knows about pages not yet written back.
+ * Files. An open file's fh is the real descriptor plus FH_* bits, so read, write, fsync and
+ * friends touch no lock and no table. They are backend I/O on the request's own queue (rf_io_*):
+ * with the io-uring transports an SQE on that queue's ring, answered from its completion while the
+ * queue serves other requests; elsewhere a plain system call. Reads land straight in the reply
+ * payload. O_DIRECT opens get an O_DIRECT backing descriptor and direct_io; fh records the memory
+ * alignment the backing filesystem asks for, and only a transport buffer that misses it is
+ * bounced: through the aligned part of the reply payload when the data fits there, else through
+ * an aligned buffer allocated for that one request and freed by its completion (the only
+ * allocation on the I/O path, for misaligned O_DIRECT only). A directory's fh points to a DIR
+ * stream whose d_off cookies are the readdir offsets. With -o writeback, write-only opens are
+ * widened to read-write (the kernel reads pages back), O_APPEND is left to the kernel, and
+ * lseek(SEEK_DATA/SEEK_HOLE) is handed back to the kernel (ENOSYS), which knows about pages not
+ * yet written back.
+ *
+ * Kernel passthrough (-o passthrough). An open regular file is registered as a backing file and
+ * the open reply names it: the kernel then reads, writes and maps it itself, and the server only
+ * sees the other requests of that file (flush, fsync, setattr, release...), still served through
+ * the descriptor in fh. The kernel insists that all open files of one inode use the same backing
+ * file and that passthrough and cached opens of an inode never overlap, so the backing id lives
+ * in the inode, shared by its passthrough opens and dropped with the last of them; an inode with
+ * opens served the ordinary way (registration refused) keeps getting ordinary opens until they
+ * are all released. The kernel opens its own backing file per open file, with the flags of that
+ * open and the credentials of the registration (the server's), and still removes suid/sgid on
+ * write as the writer. A refusal is reported once per reason; one that concerns the connection
+ * (no root, the kernel did not enable passthrough) ends the attempts.
  *
  * Containment. Nothing outside SOURCE is reachable through the mount. Names from the kernel are
  * single components (checked again here); lookups open them relative to the parent's descriptor
@@ -102,11 +121,15 @@ struct open_how {
 #define NSHARDS		 64 /* inode table shards; a power of two */
 #define SHARD_MIN_SLOTS	 64
 #define NGROUPS_ON_STACK 64
-#define PROC_PATH_MAX	 32 /* "/proc/self/fd/" + an int */
-#define DIO_ALIGN	 4096
-#define FH_DIRECT	 (1ull << 32) /* in a file's fh: the backing fd is O_DIRECT */
-#define TIMEOUT_AUTO	 1.0
-#define TIMEOUT_ALWAYS	 86400.0
+#define PROC_PATH_MAX	 32   /* "/proc/self/fd/" + an int */
+#define DIO_ALIGN	 4096 /* O_DIRECT memory alignment when the filesystem does not say */
+/* A file's fh: the backing fd in the low 32 bits, then: */
+#define FH_DIRECT      (1ull << 32) /* the backing fd is O_DIRECT */
+#define FH_PT	       (1ull << 33) /* kernel passthrough: holds a use of the inode's backing id */
+#define FH_PLAIN       (1ull << 34) /* counted in the inode's opens without passthrough */
+#define FH_ALIGN_SHIFT 40	    /* 8 bits: log2 of the O_DIRECT memory alignment */
+#define TIMEOUT_AUTO   1.0
+#define TIMEOUT_ALWAYS 86400.0
 
 /* A filesystem object the kernel holds lookups on. */
 struct pt_inode {
@@ -116,6 +139,10 @@ struct pt_inode {
 	ino_t ino;	       /* table key, with dev */
 	uint64_t nlookup;      /* guarded by the shard lock */
 	struct pt_inode *next; /* hash chain, guarded by the shard lock */
+	/* Kernel passthrough, guarded by the shard lock: */
+	int32_t backing_id; /* registered backing file shared by the passthrough opens, or 0 */
+	uint32_t npt;	    /* open files using backing_id */
+	uint32_t nplain;    /* open files served without passthrough */
 };
 
 /* An open directory; the kernel serialises readdir on one handle. */
@@ -142,7 +169,8 @@ static struct pt_fs {
 	bool writeback_opt;
 	bool writeback; /* negotiated at INIT */
 	bool passthrough_opt;
-	bool dont_mask; /* negotiated at INIT: the kernel left the umask to us */
+	atomic_bool passthrough; /* negotiated at INIT; cleared when the kernel refuses for good */
+	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity, restored after each switch */
 	gid_t gid;
@@ -1045,18 +1073,115 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 	return fd;
 }
 
+/* log2 of the memory alignment O_DIRECT I/O on fd needs. */
+static unsigned int dio_align_shift(int fd)
+{
+	unsigned int align = DIO_ALIGN;
+#ifdef STATX_DIOALIGN
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) == 0 &&
+	    (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_mem_align &&
+	    !(stx.stx_dio_mem_align & (stx.stx_dio_mem_align - 1)))
+		align = stx.stx_dio_mem_align;
+#endif
+	return (unsigned int)__builtin_ctz(align);
+}
+
 static void set_open_reply(struct rf_file_info *fi, int fd)
 {
-	fi->fh = (uint64_t)(uint32_t)fd | ((fi->flags & O_DIRECT) ? FH_DIRECT : 0);
+	fi->fh = (uint64_t)(uint32_t)fd;
+	if (fi->flags & O_DIRECT)
+		fi->fh |= FH_DIRECT | (uint64_t)dio_align_shift(fd) << FH_ALIGN_SHIFT;
 	fi->direct_io = (fi->flags & O_DIRECT) != 0;
 	fi->parallel_direct_writes = fi->direct_io;
 	fi->keep_cache = fs.cache == CACHE_ALWAYS;
 }
 
+/* Say once per reason why the kernel would not take a backing file; stop asking if the reason
+ * holds for the whole connection. */
+static void passthrough_refused(int err)
+{
+	static atomic_bool said[256];
+	bool global = err == -EPERM || err == -EOPNOTSUPP || err == -ENOTTY || err == -ENOSYS;
+
+	if (global)
+		atomic_store(&fs.passthrough, false);
+	if (-err > 0 && -err < 256 && atomic_exchange(&said[-err], true))
+		return;
+	fprintf(stderr, "ringfuse-passthrough: kernel passthrough refused (%s); %s\n",
+		strerror(-err),
+		global ? "files are served through this daemon from now on"
+		       : "the files concerned are served through this daemon");
+}
+
+/*
+ * Decide how the kernel does the I/O of a new open file of in (fd is its descriptor, fi the
+ * reply being prepared): through the inode's backing file, registering fd as that if it has
+ * none and no ordinary opens are left, or the ordinary way.
+ */
+static void passthrough_attach(rf_req *req, struct pt_inode *in, int fd, struct rf_file_info *fi)
+{
+	struct shard *s;
+	int id;
+
+	if (!atomic_load_explicit(&fs.passthrough, memory_order_relaxed) || !S_ISREG(in->type) ||
+	    in == &fs.root)
+		return;
+	s = shard_of(key_hash(in->dev, in->ino));
+	pthread_mutex_lock(&s->lock);
+	if (!in->backing_id && !in->nplain) {
+		/* The kernel keeps its own reference to the file behind fd. */
+		id = rf_passthrough_open(rf_req_session(req), fd);
+		if (id > 0)
+			in->backing_id = id;
+		else
+			passthrough_refused(id);
+	}
+	if (in->backing_id) {
+		in->npt++;
+		fi->fh |= FH_PT;
+		fi->passthrough = 1;
+		fi->backing_id = in->backing_id;
+		/* The kernel refuses these with passthrough: it does the I/O, O_DIRECT included
+		 * (its backing file is opened with this open's flags). */
+		fi->direct_io = 0;
+		fi->parallel_direct_writes = 0;
+		fi->keep_cache = 0;
+	} else {
+		in->nplain++;
+		fi->fh |= FH_PLAIN;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* An open file of in is gone (released, or its open reply was not delivered). */
+static void passthrough_detach(rf_req *req, struct pt_inode *in, uint64_t fh)
+{
+	struct shard *s;
+	int id = 0;
+
+	if (!(fh & (FH_PT | FH_PLAIN)))
+		return;
+	s = shard_of(key_hash(in->dev, in->ino));
+	pthread_mutex_lock(&s->lock);
+	if (fh & FH_PLAIN) {
+		in->nplain--;
+	} else if (--in->npt == 0) {
+		/* Every file that used it is released: the kernel's inode let go of it too. */
+		id = in->backing_id;
+		in->backing_id = 0;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (id)
+		rf_passthrough_close(rf_req_session(req), id);
+}
+
 static void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
+	struct pt_inode *in = inode_of(ino);
 	char path[PROC_PATH_MAX];
-	struct open_target t = {AT_FDCWD, proc_path(inode_of(ino)->fd, path), 0};
+	struct open_target t = {AT_FDCWD, proc_path(in->fd, path), 0};
 	int fd = open_for_caller(req, &t, backing_flags(fi->flags));
 
 	if (fd < 0) {
@@ -1064,8 +1189,11 @@ static void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		return;
 	}
 	set_open_reply(fi, fd);
-	if (rf_reply_open(req, fi) < 0)
+	passthrough_attach(req, in, fd, fi);
+	if (rf_reply_open(req, fi) < 0) {
+		passthrough_detach(req, in, fi->fh);
 		close(fd);
+	}
 }
 
 /* create and tmpfile: the inode comes from the opened descriptor, not from a second lookup of
@@ -1084,7 +1212,9 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 		return;
 	}
 	set_open_reply(fi, fd);
+	passthrough_attach(req, inode_of(e.ino), fd, fi);
 	if (rf_reply_create(req, &e, fi) < 0) {
+		passthrough_detach(req, inode_of(e.ino), fi->fh);
 		close(fd);
 		inode_put(inode_of(e.ino), 1);
 	}
@@ -1125,126 +1255,166 @@ static void pt_tmpfile(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_i
 		reply_created(req, fd, fi);
 }
 
-/* ---- data ---- */
+/* ---- data ----
+ * Every request here is answered by the completion of its backend I/O, which may run after the
+ * handler returned: nothing a completion uses may live on the handler's stack. */
 
-/* O_DIRECT needs aligned memory; a transport buffer need not be. One per thread, kept. */
-static pthread_key_t bounce_key;
-static pthread_once_t bounce_once = PTHREAD_ONCE_INIT;
-static __thread void *bounce_buf;
-static __thread size_t bounce_cap;
-
-static void bounce_key_init(void)
+/* The memory alignment an O_DIRECT backing descriptor needs (1 for a buffered one). */
+static size_t fh_align(const struct rf_file_info *fi)
 {
-	pthread_key_create(&bounce_key, free);
+	if (!(fi->fh & FH_DIRECT))
+		return 1;
+	return (size_t)1 << ((fi->fh >> FH_ALIGN_SHIFT) & 0xff);
 }
 
-static void *bounce_get(size_t size)
+/* Bytes from p to the next address aligned to align (a power of two). */
+static size_t align_gap(const void *p, size_t align)
 {
-	void *p;
-
-	if (size <= bounce_cap)
-		return bounce_buf;
-	pthread_once(&bounce_once, bounce_key_init);
-	if (posix_memalign(&p, DIO_ALIGN, size))
-		return NULL;
-	free(bounce_buf);
-	bounce_buf = p;
-	bounce_cap = size;
-	pthread_setspecific(bounce_key, p);
-	return p;
+	return (align - ((uintptr_t)p & (align - 1))) & (align - 1);
 }
 
-/* O_DIRECT I/O from a transport buffer that is not aligned (the dev transport's) is bounced. */
-static bool needs_bounce(const struct rf_file_info *fi, const void *buf)
+/* Status-only completions: fsync, fallocate. */
+static void status_done(rf_req *req, int res, void *arg)
 {
-	return (fi->fh & FH_DIRECT) && ((uintptr_t)buf & (DIO_ALIGN - 1));
+	(void)arg;
+	reply_status(req, res < 0 ? res : 0);
 }
 
-static ssize_t pread_direct(int fd, char *buf, size_t size, off_t off)
+/*
+ * O_DIRECT reads. When the payload is not aligned, the data is read to its first aligned
+ * address and moved to its start afterwards. One call, no continuation: a short O_DIRECT read of
+ * a regular file means end of file (a continuation would start misaligned and be refused), and
+ * a short reply tells the kernel just that.
+ */
+
+/* arg is where the data went: inside the payload, at or past its start. */
+static void shifted_read_done(rf_req *req, int res, void *arg)
 {
-	char *b = bounce_get(size);
-	ssize_t n;
+	char *payload = rf_reply_payload(req, NULL);
 
-	if (!b)
-		return -ENOMEM;
-	n = pread(fd, b, size, off);
-	if (n < 0)
-		return neg_errno();
-	memcpy(buf, b, (size_t)n);
-	return n;
-}
-
-/* Read until size or end of file: a short reply means end of file to the kernel. */
-static ssize_t pread_full(const struct rf_file_info *fi, char *buf, size_t size, off_t off)
-{
-	int fd = fh_fd(fi);
-	size_t done = 0;
-
-	while (done < size) {
-		ssize_t n;
-
-		if (needs_bounce(fi, buf + done))
-			n = pread_direct(fd, buf + done, size - done, off + (off_t)done);
-		else if ((n = pread(fd, buf + done, size - done, off + (off_t)done)) < 0)
-			n = neg_errno();
-		if (n == -EINTR)
-			continue;
-		if (n < 0)
-			return done ? (ssize_t)done : n;
-		if (n == 0)
-			break;
-		done += (size_t)n;
+	if (res < 0) {
+		reply_status(req, res);
+		return;
 	}
-	return (ssize_t)done;
+	if (arg != payload)
+		memmove(payload, arg, (size_t)res);
+	rf_reply_data(req, (size_t)res);
+}
+
+/* arg is a bounce buffer of this request alone, allocated by read_direct(). */
+static void bounced_read_done(rf_req *req, int res, void *arg)
+{
+	if (res >= 0)
+		memcpy(rf_reply_payload(req, NULL), arg, (size_t)res);
+	free(arg);
+	if (res < 0)
+		reply_status(req, res);
+	else
+		rf_reply_data(req, (size_t)res);
+}
+
+static void read_direct(rf_req *req, int fd, char *payload, size_t cap, size_t size, off_t off,
+			size_t align)
+{
+	size_t gap = align_gap(payload, align);
+	void *bounce;
+	int err;
+
+	if (size + gap <= cap) {
+		err = rf_io_read(req, fd, payload + gap, size, off, shifted_read_done,
+				 payload + gap);
+	} else {
+		/* The rare case that allocates: the aligned part of the payload is too small. */
+		if (posix_memalign(&bounce, align, size)) {
+			reply_status(req, -ENOMEM);
+			return;
+		}
+		err = rf_io_read(req, fd, bounce, size, off, bounced_read_done, bounce);
+		if (err)
+			free(bounce);
+	}
+	if (err)
+		reply_status(req, err);
 }
 
 static void pt_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_info *fi)
 {
-	size_t cap;
-	char *buf = rf_reply_payload(req, &cap);
-	ssize_t n;
+	size_t cap, align = fh_align(fi);
+	char *payload = rf_reply_payload(req, &cap);
 
 	(void)ino;
-	if (!buf) {
-		reply_status(req, -EIO);
+	if (payload && align > 1) {
+		if (size > cap)
+			size = cap;
+		if (size)
+			read_direct(req, fh_fd(fi), payload, cap, size, off, align);
+		else
+			rf_reply_data(req, 0);
 		return;
 	}
-	if (size > cap)
-		size = cap;
-	n = pread_full(fi, buf, size, off);
-	if (n < 0)
-		reply_status(req, (int)n);
-	else
-		rf_reply_data(req, (size_t)n);
+	/* Into the payload, continuing short reads up to end of file. */
+	rf_io_reply_read(req, fh_fd(fi), size, off);
 }
 
-static ssize_t pwrite_direct(int fd, const char *buf, size_t size, off_t off)
+/* The data was copied to an aligned place (arg), in the payload or a bounce buffer of its own. */
+static bool in_payload(rf_req *req, const void *p)
 {
-	char *b = bounce_get(size);
-	ssize_t n;
+	size_t cap;
+	const char *payload = rf_reply_payload(req, &cap);
 
-	if (!b)
-		return -ENOMEM;
-	memcpy(b, buf, size);
-	n = pwrite(fd, b, size, off);
-	return n < 0 ? neg_errno() : n;
+	return payload && (const char *)p >= payload && (const char *)p < payload + cap;
+}
+
+static void bounced_write_done(rf_req *req, int res, void *arg)
+{
+	if (!in_payload(req, arg))
+		free(arg);
+	if (res < 0)
+		reply_status(req, res);
+	else
+		rf_reply_write(req, (size_t)res);
+}
+
+/*
+ * O_DIRECT writes of data that is not aligned. The reply payload is ours until the reply (it may
+ * even hold the data): move the data to its first aligned address when it fits, else to an
+ * aligned buffer of this request alone. Like reads, one call: a short O_DIRECT write is a full
+ * device, which the short count reports.
+ */
+static void write_direct(rf_req *req, int fd, const char *buf, size_t size, off_t off, size_t align)
+{
+	size_t cap;
+	char *payload = rf_reply_payload(req, &cap);
+	void *to;
+	int err;
+
+	if (payload && size + align_gap(payload, align) <= cap) {
+		to = payload + align_gap(payload, align);
+		memmove(to, buf, size);
+	} else if (posix_memalign(&to, align, size)) {
+		reply_status(req, -ENOMEM);
+		return;
+	} else {
+		memcpy(to, buf, size);
+	}
+	err = rf_io_write(req, fd, to, size, off, bounced_write_done, to);
+	if (err) {
+		if (!in_payload(req, to))
+			free(to);
+		reply_status(req, err);
+	}
 }
 
 static void pt_write(rf_req *req, rf_ino ino, const char *buf, size_t size, off_t off,
 		     struct rf_file_info *fi)
 {
-	int fd = fh_fd(fi);
-	ssize_t n;
+	size_t align = fh_align(fi);
 
 	(void)ino;
-	if (needs_bounce(fi, buf))
-		n = pwrite_direct(fd, buf, size, off);
-	else if ((n = pwrite(fd, buf, size, off)) < 0)
-		n = neg_errno();
-	if (n < 0)
-		reply_status(req, (int)n);
+	if (align > 1 && size && align_gap(buf, align))
+		write_direct(req, fh_fd(fi), buf, size, off, align);
 	else
-		rf_reply_write(req, (size_t)n);
+		rf_io_reply_write(req, fh_fd(fi), buf, size, off);
 }
 
 static void pt_flush(rf_req *req, rf_ino ino, struct rf_file_info *fi)
@@ -1264,27 +1434,25 @@ static void pt_flush(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 
 static void pt_release(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
-	(void)ino;
+	passthrough_detach(req, inode_of(ino), fi->fh);
 	close(fh_fd(fi));
 	rf_reply_err(req, 0);
-}
-
-static int sync_fd(int fd, int datasync)
-{
-	return (datasync ? fdatasync(fd) : fsync(fd)) < 0 ? neg_errno() : 0;
 }
 
 static void pt_fsync(rf_req *req, rf_ino ino, int datasync, struct rf_file_info *fi)
 {
 	(void)ino;
-	reply_status(req, sync_fd(fh_fd(fi), datasync));
+	rf_io_reply_fsync(req, fh_fd(fi), datasync);
 }
 
 static void pt_fallocate(rf_req *req, rf_ino ino, int mode, off_t offset, off_t length,
 			 struct rf_file_info *fi)
 {
+	int err = rf_io_fallocate(req, fh_fd(fi), mode, offset, length, status_done, NULL);
+
 	(void)ino;
-	reply_status(req, fallocate(fh_fd(fi), mode, offset, length) < 0 ? neg_errno() : 0);
+	if (err)
+		reply_status(req, err);
 }
 
 static void pt_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_file_info *fi)
@@ -1457,7 +1625,7 @@ static void pt_releasedir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 static void pt_fsyncdir(rf_req *req, rf_ino ino, int datasync, struct rf_file_info *fi)
 {
 	(void)ino;
-	reply_status(req, sync_fd(dirfd(dir_of(fi)->dp), datasync));
+	rf_io_reply_fsync(req, dirfd(dir_of(fi)->dp), datasync);
 }
 
 /* ---- filesystem-wide ---- */
@@ -1633,6 +1801,18 @@ static void pt_listxattr(rf_req *req, rf_ino ino, size_t size)
 static void pt_init(void *userdata, struct rf_conn_info *conn)
 {
 	(void)userdata;
+	if (fs.passthrough_opt && !(conn->capable & RF_CAP_PASSTHROUGH)) {
+		fprintf(stderr, "ringfuse-passthrough: the kernel offers no passthrough; file I/O "
+				"goes through this daemon\n");
+	} else if (fs.passthrough_opt) {
+		conn->want |= RF_CAP_PASSTHROUGH;
+		/* The kernel drops passthrough when both are asked for. */
+		if (fs.writeback_opt)
+			fprintf(stderr, "ringfuse-passthrough: passthrough and writeback exclude "
+					"each other; using passthrough\n");
+		fs.writeback_opt = false;
+		conn->want &= ~RF_CAP_WRITEBACK_CACHE;
+	}
 	if (fs.writeback_opt) {
 		if (conn->capable & RF_CAP_WRITEBACK_CACHE)
 			conn->want |= RF_CAP_WRITEBACK_CACHE;
@@ -1646,6 +1826,7 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 		conn->want |= conn->capable & RF_CAP_CACHE_SYMLINKS;
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
+	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
 }
 
 static const struct rf_ops pt_ops = {
@@ -1706,8 +1887,8 @@ static int parse_options(rf_session *se)
 					      : TIMEOUT_ALWAYS;
 	v = rf_session_opt(se, "writeback");
 	fs.writeback_opt = v && (!*v || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"));
-	/* Kernel passthrough comes later; remember that it was asked for. */
-	fs.passthrough_opt = rf_session_opt(se, "passthrough") != NULL;
+	v = rf_session_opt(se, "passthrough");
+	fs.passthrough_opt = v && (!*v || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"));
 	return 0;
 }
 
@@ -1807,7 +1988,8 @@ static void print_help(int argc, char *argv[])
 			printf("ringfuse-passthrough: mirror SOURCE at MOUNTPOINT\n"
 			       "    -o cache=none|auto|always  kernel caching (default auto)\n"
 			       "    -o writeback               kernel writeback cache\n"
-			       "    -o passthrough             kernel passthrough (not used yet)\n"
+			       "    -o passthrough             kernel passthrough of file I/O "
+			       "(root)\n"
 			       "\n");
 			return;
 		}

@@ -146,8 +146,9 @@ struct uring_queue {
 	struct __kernel_timespec retry_ts;
 	uint64_t retry_delay_ns;
 	uint64_t retry_since_ns;
-	int fatal; /* io_uring_enter failed for good */
-	bool leak; /* backend I/O outlived the queue: its buffers must stay */
+	int fatal;			/* io_uring_enter failed for good */
+	bool leak;			/* backend I/O outlived the queue: its buffers must stay */
+	struct uring_queue *grave_next; /* on the graveyard list once leaked */
 
 	/* Written by foreign threads. */
 	_Alignas(64) rf_req *_Atomic deferred; /* MPSC list of replies to commit */
@@ -490,6 +491,10 @@ static void ent_retry_later(struct uring_queue *q, struct ring_ent *e)
 		reg_failed(q, e, -EAGAIN);
 		return;
 	}
+	rf_log_once(RF_LOG_DEBUG,
+		    "ringfuse: io-uring queue %u: REGISTER before the INIT reply was processed "
+		    "(EAGAIN); retrying",
+		    q->qid);
 	e->state = ENT_RETRY;
 	if (!q->retry_delay_ns)
 		q->retry_delay_ns = URING_RETRY_FIRST_NS;
@@ -544,8 +549,10 @@ static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind ki
 		break;
 	}
 	if (kind == UD_REGISTER) {
-		rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: REGISTER of entry %u failed: %s",
-		       q->qid, e->idx, strerror(-res));
+		/* Usually every entry fails alike: say it once per queue. */
+		if (!q->reg_errors)
+			rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: REGISTER refused: %s",
+			       q->qid, strerror(-res));
 		reg_failed(q, e, res);
 		return;
 	}
@@ -876,17 +883,38 @@ static void *queue_thread(void *arg)
 
 /* ---- transport ops (session thread) ---- */
 
+/*
+ * May a foreign thread still touch q? Called once the queue thread is gone. A request is
+ * claimed (REPLIED) before its reply reaches uring_send(), so REPLIED counts as busy until
+ * the reply is on the list; replies left there are taken back here (nothing will commit them
+ * any more) and the senders count covers the rest of uring_send().
+ */
 static bool queue_busy(struct uring_queue *q)
 {
+	for (rf_req *r = rf_mpsc_take_all(&q->deferred); r; r = r->next)
+		atomic_store(&r->state, RF_REQ_FREE);
 	if (atomic_load(&q->senders))
 		return true;
 	for (unsigned int i = 0; q->ents && i < q->depth; i++)
-		if (atomic_load(&q->ents[i].req.state) == RF_REQ_ACTIVE)
+		if (atomic_load(&q->ents[i].req.state) != RF_REQ_FREE)
 			return true;
 	return false;
 }
 
 /* Free a queue whose thread is gone; *wait_us bounds the wait for handlers still running. */
+/*
+ * Queues kept because a handler may still answer into them; reachable from here so that
+ * leak checkers see a deliberate decision rather than a leak.
+ */
+static struct uring_queue *_Atomic graveyard;
+
+static void queue_bury(struct uring_queue *q)
+{
+	q->grave_next = atomic_load(&graveyard);
+	while (!atomic_compare_exchange_weak(&graveyard, &q->grave_next, q))
+		;
+}
+
 static void queue_free(struct uring_tp *tp, struct uring_queue *q, unsigned int *wait_us)
 {
 	rf_session *se = tp->se;
@@ -905,6 +933,7 @@ static void queue_free(struct uring_tp *tp, struct uring_queue *q, unsigned int 
 		       "ringfuse: io-uring queue %u: requests still unanswered at exit; "
 		       "leaking the queue",
 		       q->qid);
+		queue_bury(q);
 		return;
 	}
 	if (q->bufs)

@@ -110,8 +110,9 @@ struct rw_worker {
 	unsigned int live;	/* slots not DEAD */
 	unsigned int in_flight; /* reads and writes queued or in flight */
 	bool conn_gone;
-	bool draining; /* cancelling at exit: do not re-arm */
-	bool leaked;   /* reads survived the cancel: buffers must stay */
+	bool draining;		      /* cancelling at exit: do not re-arm */
+	bool leaked;		      /* reads survived the cancel: buffers must stay */
+	struct rw_worker *grave_next; /* on the graveyard list once leaked */
 	bool efd_armed;
 	uint64_t efd_val;
 	int fatal;
@@ -604,14 +605,30 @@ static void *worker_thread(void *arg)
 
 /* ---- transport ops (session thread) ---- */
 
+/* As in the uring transport: REPLIED is busy until the reply is on the list (taken back here). */
 static bool worker_busy(struct rw_worker *w)
 {
+	for (rf_req *r = rf_mpsc_take_all(&w->deferred); r; r = r->next)
+		atomic_store(&r->state, RF_REQ_FREE);
 	if (atomic_load(&w->senders))
 		return true;
 	for (unsigned int i = 0; w->slots && i < w->nslots; i++)
-		if (atomic_load(&w->slots[i].req.state) == RF_REQ_ACTIVE)
+		if (atomic_load(&w->slots[i].req.state) != RF_REQ_FREE)
 			return true;
 	return false;
+}
+
+/*
+ * Workers kept because a handler or a read may still write into them; reachable from here
+ * so that leak checkers see a deliberate decision rather than a leak.
+ */
+static struct rw_worker *_Atomic graveyard;
+
+static void worker_bury(struct rw_worker *w)
+{
+	w->grave_next = atomic_load(&graveyard);
+	while (!atomic_compare_exchange_weak(&graveyard, &w->grave_next, w))
+		;
 }
 
 static void worker_free(struct rw_tp *tp, struct rw_worker *w, unsigned int *wait_us)
@@ -629,6 +646,7 @@ static void worker_free(struct rw_tp *tp, struct rw_worker *w, unsigned int *wai
 		       "ringfuse: uring-rw worker %u: requests still in use at exit; leaking its "
 		       "buffers",
 		       w->idx);
+		worker_bury(w);
 		return;
 	}
 	if (w->fd >= 0)

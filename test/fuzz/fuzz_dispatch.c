@@ -474,17 +474,20 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 	if (op_len > sizeof(op_in))
 		op_len = sizeof(op_in);
 	take = body_len < op_len ? body_len : op_len;
-	if (take)
-		fh = patch_handles(ih.opcode, rec + sizeof(ih), take);
-	/* The decoder sees the fixed struct zero-padded: so does the checker. */
+	/*
+	 * A ring entry's op_in always holds the whole struct (zero-padded here when the record is
+	 * short), so handles are mapped in the padded copy; the checker reads the same copy. A
+	 * classic message with a short struct is refused before any handle is used.
+	 */
 	memset(op_copy, 0, sizeof(op_copy));
 	if (take)
 		memcpy(op_copy, rec + sizeof(ih), take);
+	fh = patch_handles(ih.opcode, op_copy, op_len);
+	if (take)
+		memcpy(rec + sizeof(ih), op_copy, take);
 
 	if (split) {
-		memset(op_in, 0, sizeof(op_in));
-		if (take)
-			memcpy(op_in, rec + sizeof(ih), take);
+		memcpy(op_in, op_copy, sizeof(op_in));
 		payload_len = body_len - take;
 		ret = rf_mem_feed_split(se, &ih, op_in,
 					(mode & FUZZ_MODE_RAW) ? take : sizeof(op_in),

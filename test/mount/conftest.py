@@ -22,7 +22,8 @@ def pytest_configure(config):
     for line in ("transports(*names): run only on these transports",
                  "filesystems(*names): run only on these filesystems",
                  "mount_opts(*opts): extra -o options for the mnt fixture",
-                 "serial: changes machine-global state; must not run concurrently"):
+                 "serial: changes machine-global state; must not run concurrently",
+                 "soak: long-running stress run, opt-in (RINGFUSE_SOAK_SECONDS)"):
         config.addinivalue_line("markers", line)
 
 

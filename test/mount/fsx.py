@@ -359,8 +359,10 @@ class Fsx:
         n = self._len(size // 2)
         src = self.rng.randrange(size - n + 1)
         if self.direct:
+            # Aligned source, destination and length: the copy may reach past the end of
+            # the file and comes back short there.
             src = src // DIO * DIO
-            n = min(n, size - src)
+            n = max(DIO, n // DIO * DIO)
         # The kernel refuses overlapping ranges in one file (EINVAL): pick a destination
         # clear of the source.
         for _ in range(20):
@@ -370,16 +372,18 @@ class Fsx:
         else:
             return self.skip("copy")
         self._note("copy", dst, n, "from 0x%x, size 0x%x" % (src, size))
+        n_req, n = n, min(n, size - src)  # bytes that exist to be copied
         done = 0
         while done < n:
             try:
-                c = os.copy_file_range(self.fd, self.fd, n - done, src + done, dst + done)
+                c = os.copy_file_range(self.fd, self.fd, n_req - done, src + done, dst + done)
             except OSError as e:
                 self.fail("copy_file_range(0x%x bytes 0x%x -> 0x%x): %s" % (
-                    n - done, src + done, dst + done, rfutil.eno(e)), dst)
-            if c <= 0:
-                self.fail("copy_file_range(0x%x bytes 0x%x -> 0x%x) returned %d inside the "
-                          "file (size 0x%x)" % (n - done, src + done, dst + done, c, size), dst)
+                    n_req - done, src + done, dst + done, rfutil.eno(e)), dst)
+            if c <= 0 or c > n - done:
+                self.fail("copy_file_range(0x%x bytes 0x%x -> 0x%x) returned %d with 0x%x bytes "
+                          "left before the end of the file (size 0x%x)" % (
+                              n_req - done, src + done, dst + done, c, n - done, size), dst)
             self._model_write(dst + done, bytes(self.model[src + done:src + done + c]))
             done += c
         return True
@@ -559,16 +563,25 @@ class Clients:
             self.procs[i] = (pid, r, [])
         return self
 
-    def join(self, timeout):
+    def join(self, timeout, on_hang=None):
         """Wait up to timeout for every child. Returns (results, problems): results[i] is the
-        value client i returned or None; problems lists the clients that raised, died or hung
-        (those still running at the deadline are killed)."""
+        value client i returned or None; problems lists the clients that raised, died or hung.
+        Clients still running at the deadline count as hung: on_hang() (e.g. aborting the
+        connection) is called to unwedge them, then they are killed."""
         deadline = time.monotonic() + timeout
         open_fds = {r: i for i, (_, r, _) in self.procs.items()}
+        hung = set()
+        unwedged = False
         while open_fds:
             left = deadline - time.monotonic()
             if left <= 0:
-                break
+                if on_hang is None or unwedged:
+                    break
+                hung = set(open_fds.values())
+                on_hang()
+                unwedged = True
+                deadline = time.monotonic() + 5.0
+                continue
             ready, _, _ = select.select(list(open_fds), [], [], min(left, 0.5))
             for r in ready:
                 b = os.read(r, 1 << 16)
@@ -576,17 +589,19 @@ class Clients:
                     self.procs[open_fds[r]][2].append(b)
                 else:
                     del open_fds[r]
+        hung |= set(open_fds.values())
         results = [None] * self.n
         problems = []
         for i, (pid, r, chunks) in self.procs.items():
+            if i in hung:
+                problems.append("client %d: still running %.0fs after it started (hung)" %
+                                (i, timeout))
             if r in open_fds:
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-                problems.append("client %d: still running %.0fs after it started (hung)" %
-                                (i, timeout))
-            os.waitpid(pid, 0)
+            _reap(pid, 10.0)
             os.close(r)
             if r in open_fds:
                 continue
@@ -600,6 +615,20 @@ class Clients:
                 results[i] = value
         self.procs = {}
         return results, problems
+
+
+def _reap(pid, timeout):
+    """waitpid with a timeout: a child stuck in an uninterruptible wait must not wedge us."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if got:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 # ---------------------------------------------------------------------------------------------

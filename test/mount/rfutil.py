@@ -271,16 +271,11 @@ class Daemon:
 
     def output(self):
         """What the daemon printed (the log without our command line header)."""
-        return self.log().split("\n", 1)[1] if "\n" in self.log() else ""
+        text = self.log()
+        return text.split("\n", 1)[1] if "\n" in text else ""
 
     def bad_log_lines(self, patterns=BAD_LOG_PATTERNS):
         return [l for l in self.log().splitlines()[1:] if any(p in l for p in patterns)]
-
-
-def run_daemon(argv, log_path, timeout=10.0):
-    """Run a daemon that is expected to give up on its own. Returns (rc or None, Daemon)."""
-    d = Daemon(argv, log_path)
-    return d.wait(timeout), d
 
 
 def daemon_argv(fs, mountpoint, transport=None, opts=(), src=None, extra_args=()):
@@ -374,9 +369,7 @@ class Mount:
                                  (self.path, MOUNT_TIMEOUT, self.log_report()))
             time.sleep(0.01)
         self._cid = conn_id(self.path)
-        self._watchdog = threading.Timer(WATCHDOG_TIMEOUT, self._watchdog_fire)
-        self._watchdog.daemon = True
-        self._watchdog.start()
+        self.set_watchdog(WATCHDOG_TIMEOUT)
         # The kernel sends INIT at mount time: the transport line follows without any access.
         got = None
         while got is None:
@@ -428,6 +421,14 @@ class Mount:
 
     def abort(self):
         return abort_connection(self.conn_id())
+
+    def set_watchdog(self, seconds):
+        """Replace the watchdog: abort the connection if the test still runs after seconds."""
+        if self._watchdog:
+            self._watchdog.cancel()
+        self._watchdog = threading.Timer(seconds, self._watchdog_fire)
+        self._watchdog.daemon = True
+        self._watchdog.start()
 
     def _watchdog_fire(self):
         self.watchdog_fired = True

@@ -87,3 +87,28 @@ def test_fsx_soak(mnt, transport, fs):
         d, _ = fsx_run(mnt, transport, fs, True, total / 3, seed + 1, "soak-d.dat", "soak")
         rec.update(ops=b["ops"] + d["ops"], bytes_written=b["bytes_written"] +
                    d["bytes_written"], bytes_checked=b["bytes_checked"] + d["bytes_checked"])
+
+
+@pytest.mark.parametrize("damage", ["flip", "lost-tail"])
+def test_fsx_catches_damage(damage):
+    """The checker itself: a byte changed, or the file cut short, behind its back (on a local
+    file, no mount) must fail the run and name the seed."""
+    path = os.path.join(rfutil.make_dir("fsx-self-"), "f")
+    x = Fsx(path, 12345, label="self-test")
+    try:
+        x.run(300, 30)  # a good run first: no false alarm
+        assert len(x.model) > 0
+        fd = os.open(path, os.O_RDWR)
+        try:
+            if damage == "flip":
+                off = len(x.model) // 2
+                os.pwrite(fd, bytes([x.model[off] ^ 0x40]), off)
+            else:
+                os.ftruncate(fd, len(x.model) - 1)
+        finally:
+            os.close(fd)
+        with pytest.raises(AssertionError) as ei:
+            x.check_all("after damage")
+        assert "seed 12345" in str(ei.value) and "RINGFUSE_FSX_SEED=12345" in str(ei.value)
+    finally:
+        x.close()

@@ -187,8 +187,7 @@ def test_abort_connection(mounter, transport, fs):
     m = mounter(transport, fs)
     make_file(m.p("f"), b"x" * 4096)
     dfd = os.open(m.p("f"), os.O_RDONLY | os.O_DIRECT)
-    m.expect_clean = False  # an abort is not a clean unmount
-    m.allow_errors = True
+    m.allow_errors = True  # the daemon may report the lost connection
     try:
         assert os.path.isdir(os.path.join(rfutil.FUSECTL, m.conn_id())), \
             "no connection directory %s for the mount" % m.conn_id()
@@ -204,7 +203,8 @@ def test_abort_connection(mounter, transport, fs):
     rc = m.wait_exit()
     assert rc is not None, "daemon still running %.0fs after the abort\n%s" % (
         rfutil.EXIT_TIMEOUT, m.log_report())
-    assert rc >= 0, "daemon died of signal %d after the abort\n%s" % (-rc, m.log_report())
+    # The kernel ended the session; for the daemon that is an orderly end like an unmount.
+    assert rc == 0, "exit status %d after the abort\n%s" % (rc, m.log_report())
     if m.mounted():
         r = umount(m.path)
         assert r.returncode == 0, "umount after abort: " + r.stdout

@@ -15,6 +15,7 @@ from xml.sax.saxutils import escape
 
 from . import stats
 
+SPAN_MAX = 5  # the chart's axis goes from 1/32x to 32x at most
 PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1",
            "#ff9da7", "#9c755f", "#bab0ac"]
 
@@ -140,7 +141,7 @@ def render_svg(doc, width=960):
     Whiskers show the min-max range of the samples."""
     cfgs = [c["name"] for c in doc["configs"]]
     rows = [(cell, m) for cell in doc["cells"] for m in cell["metrics"]]
-    bar_h, gap, left, right, top = 14, 14, 290, 40, 78
+    bar_h, gap, left, right, top = 14, 14, 250, 100, 88
     plot_w = width - left - right
     group_h = len(cfgs) * bar_h + gap
     height = top + max(1, len(rows)) * group_h + 40
@@ -148,12 +149,14 @@ def render_svg(doc, width=960):
     rels = [_rel(doc, c, cell["name"], m, w) for cell, m in rows for c in cfgs
             for w in ("median", "min", "max")]
     rels = [r for r in rels if r is not None and r > 0]
-    span = max([1] + [math.ceil(abs(math.log2(r)) - 1e-9) for r in rels])
+    # Ratios past 2^SPAN_MAX (native against FUSE, typically) are clipped, with their value
+    # printed, so that they do not squeeze the transport-to-transport differences.
+    span = min(SPAN_MAX, max([1] + [math.ceil(abs(math.log2(r)) - 1e-9) for r in rels]))
     x0 = left + plot_w / 2.0
 
     def x(v):
         lg = max(-span, min(span, math.log2(v)))
-        return x0 + lg / span * (plot_w / 2.0 - 30)
+        return x0 + lg / span * (plot_w / 2.0 - 10)
 
     meta = doc.get("meta", {})
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
@@ -183,6 +186,8 @@ def render_svg(doc, width=960):
                        % (y0 - gap // 2, width, group_h))
     for k in range(-span, span + 1):
         xv = x(2.0 ** k)
+        if span > 4 and k % 2 and k not in (-1, 1):
+            continue
         out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"%s/>'
                    % (xv, top - 8, xv, height - 30, "#000" if k == 0 else "#ccc",
                       ' stroke-dasharray="4,3"' if k == 0 else ""))
@@ -219,12 +224,14 @@ def render_svg(doc, width=960):
                 out.append('<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#333"/>'
                            % (x(lo), ym, x(hi), ym))
                 ends += [x(lo), x(hi)]
+            clipped = abs(math.log2(rel)) > span
+            text = "%.2fx%s" % (rel, " (clipped)" if clipped else "")
             if rel >= 1:
-                out.append('<text x="%.1f" y="%d" font-size="10">%.2fx</text>'
-                           % (max(ends) + 4, y + bar_h - 3, rel))
+                out.append('<text x="%.1f" y="%d" font-size="10">%s</text>'
+                           % (max(ends) + 4, y + bar_h - 3, text))
             else:
-                out.append('<text x="%.1f" y="%d" font-size="10" text-anchor="end">%.2fx</text>'
-                           % (min(ends) - 4, y + bar_h - 3, rel))
+                out.append('<text x="%.1f" y="%d" font-size="10" text-anchor="end">%s</text>'
+                           % (min(ends) - 4, y + bar_h - 3, text))
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
