@@ -148,7 +148,9 @@ struct pt_inode {
 /* An open directory; the kernel serialises readdir on one handle. */
 struct pt_dir {
 	DIR *dp;
-	off_t pos; /* cookie of the stream's current position */
+	off_t pos;		    /* cookie of the stream's current position */
+	struct shard *shard;	    /* whose list holds it, so it can be freed after the session */
+	struct pt_dir *prev, *next; /* guarded by that shard's lock */
 };
 
 struct shard {
@@ -156,6 +158,7 @@ struct shard {
 	struct pt_inode **slots; /* nslots chains */
 	size_t nslots;		 /* a power of two */
 	size_t count;
+	struct pt_dir *dirs; /* open directories of this shard's inodes */
 } __attribute__((aligned(64)));
 
 enum cache_mode { CACHE_NONE, CACHE_AUTO, CACHE_ALWAYS };
@@ -398,13 +401,21 @@ static void inode_put(struct pt_inode *in, uint64_t n)
 	free(in);
 }
 
-/* After the session: whatever the kernel did not forget. */
+/* After the session: whatever the kernel did not forget or release. */
 static void table_clear(void)
 {
 	if (!fs.shards[0].slots)
 		return;
 	for (size_t i = 0; i < NSHARDS; i++) {
 		struct shard *s = &fs.shards[i];
+
+		while (s->dirs) {
+			struct pt_dir *d = s->dirs;
+
+			s->dirs = d->next;
+			closedir(d->dp);
+			free(d);
+		}
 
 		for (size_t j = 0; s->slots && j < s->nslots; j++) {
 			struct pt_inode *in = s->slots[j], *next;
@@ -1496,6 +1507,38 @@ static struct pt_dir *dir_of(const struct rf_file_info *fi)
 	return (struct pt_dir *)(uintptr_t)fi->fh;
 }
 
+/* Open directories are listed by the shard of their inode: a session that ends (signal, abort)
+ * without RELEASEDIR for them still frees them. */
+static void dir_track(struct pt_dir *d, struct pt_inode *in)
+{
+	struct shard *s = shard_of(key_hash(in->dev, in->ino));
+
+	d->shard = s;
+	pthread_mutex_lock(&s->lock);
+	d->prev = NULL;
+	d->next = s->dirs;
+	if (s->dirs)
+		s->dirs->prev = d;
+	s->dirs = d;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void dir_close(struct pt_dir *d)
+{
+	struct shard *s = d->shard;
+
+	pthread_mutex_lock(&s->lock);
+	if (d->prev)
+		d->prev->next = d->next;
+	else
+		s->dirs = d->next;
+	if (d->next)
+		d->next->prev = d->prev;
+	pthread_mutex_unlock(&s->lock);
+	closedir(d->dp);
+	free(d);
+}
+
 static void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	struct pt_dir *d = calloc(1, sizeof(*d));
@@ -1517,13 +1560,12 @@ static void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		reply_status(req, err);
 		return;
 	}
+	dir_track(d, inode_of(ino));
 	fi->fh = (uint64_t)(uintptr_t)d;
 	fi->keep_cache = fs.cache == CACHE_ALWAYS;
 	fi->cache_readdir = fs.cache == CACHE_ALWAYS;
-	if (rf_reply_open(req, fi) < 0) {
-		closedir(d->dp);
-		free(d);
-	}
+	if (rf_reply_open(req, fi) < 0)
+		dir_close(d);
 }
 
 /* Bytes used in buf, 0 when the entry does not fit, or -errno (-ENOENT: it vanished). */
@@ -1614,11 +1656,8 @@ static void pt_readdirplus(rf_req *req, rf_ino ino, size_t size, off_t off, stru
 
 static void pt_releasedir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
-	struct pt_dir *d = dir_of(fi);
-
 	(void)ino;
-	closedir(d->dp);
-	free(d);
+	dir_close(dir_of(fi));
 	rf_reply_err(req, 0);
 }
 
