@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -150,6 +151,34 @@ static int mount_with_fusermount(rf_session *se)
 	return 0;
 }
 
+/*
+ * Find the "major:minor" of the mount at se->mountpoint in /proc/self/mountinfo (the newest one,
+ * as mounts stack). Reading the table never calls into the filesystem, so this is safe while
+ * nobody serves it. Returns 0 and fills dev, or -ENOENT.
+ */
+static int find_mount_dev(const rf_session *se, char *dev, size_t devlen)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int ret = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char mdev[64], mpoint[PATH_MAX];
+
+		/* id parent major:minor root mountpoint ... (mountpoint octal-escaped) */
+		if (sscanf(line, "%*d %*d %63s %*s %4095s", mdev, mpoint) != 2)
+			continue;
+		if (strcmp(mpoint, se->mountpoint) == 0 && strstr(line, " - fuse")) {
+			snprintf(dev, devlen, "%s", mdev);
+			ret = 0;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
 int rf_mount(rf_session *se)
 {
 	int ret;
@@ -158,9 +187,20 @@ int rf_mount(rf_session *se)
 		ret = mount_as_root(se);
 	else
 		ret = mount_with_fusermount(se);
-	if (ret == 0)
+	if (ret == 0) {
 		se->mounted = true;
+		if (find_mount_dev(se, se->mount_dev, sizeof(se->mount_dev)) < 0)
+			se->mount_dev[0] = '\0';
+	}
 	return ret;
+}
+
+bool rf_mount_still_there(const rf_session *se)
+{
+	char dev[64];
+
+	return se->mounted && se->mount_dev[0] && find_mount_dev(se, dev, sizeof(dev)) == 0 &&
+	       strcmp(dev, se->mount_dev) == 0;
 }
 
 void rf_unmount(rf_session *se)

@@ -138,6 +138,7 @@ struct rf_session {
 	int fd; /* the session's /dev/fuse fd, -1 before mount */
 	bool mounted;
 	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
+	char mount_dev[64]; /* "major:minor" of our mount, to recognise it in mountinfo */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */
 	uint32_t proto_minor;
@@ -235,6 +236,8 @@ void rf_block_signals(sigset_t *old);
 /* ---- mount.c ---- */
 int rf_mount(rf_session *se);
 void rf_unmount(rf_session *se);
+/* Our mount is still in the mount table (e.g. the connection was aborted, not unmounted). */
+bool rf_mount_still_there(const rf_session *se);
 
 /* ---- log.c ---- */
 void rf_log(enum rf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -373,8 +373,9 @@ int rf_session_run(rf_session *se)
 	if (ret < 0 && !se->exit_status)
 		se->exit_status = ret;
 
-	/* Still mounted and the kernel still talking: we were asked to stop. */
-	if (!atomic_load(&se->conn_gone))
+	/* Asked to stop while mounted, or the connection was aborted under a mount that is still
+	 * there: either way take the mount away, so nobody is left with a dead directory. */
+	if (!atomic_load(&se->conn_gone) || rf_mount_still_there(se))
 		rf_unmount(se);
 	if (se->tp && se->tp->stop)
 		se->tp->stop(se);

@@ -416,8 +416,8 @@ out:
 		rf_reply_entry(req, &e);
 }
 
-/* unlink and rmdir. */
-int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir)
+/* unlink and rmdir; *child (if not NULL) gets the ino the name led to. */
+int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir, uint64_t *child)
 {
 	size_t len = strlen(name);
 	struct dent *e;
@@ -441,6 +441,8 @@ int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir)
 		return -ENOENT;
 	}
 	c = e->node;
+	if (child)
+		*child = c->ino;
 	if (isdir && c->type != S_IFDIR)
 		err = -ENOTDIR;
 	else if (!isdir && c->type == S_IFDIR)
@@ -506,7 +508,7 @@ void mfs_unlink(rf_req *req, rf_ino parent, const char *name)
 		rf_reply_err(req, ENOENT);
 		return;
 	}
-	err = remove_entry(req, p, name, false);
+	err = remove_entry(req, p, name, false, NULL);
 	node_put(p);
 	rf_reply_err(req, -err);
 }
@@ -520,7 +522,7 @@ void mfs_rmdir(rf_req *req, rf_ino parent, const char *name)
 		rf_reply_err(req, ENOENT);
 		return;
 	}
-	err = remove_entry(req, p, name, true);
+	err = remove_entry(req, p, name, true, NULL);
 	node_put(p);
 	rf_reply_err(req, -err);
 }

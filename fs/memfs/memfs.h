@@ -312,8 +312,9 @@ void mfs_symlink(rf_req *req, const char *link, rf_ino parent, const char *name)
 void mfs_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct rf_file_info *fi);
 void mfs_tmpfile(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi);
 void mfs_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname);
-/* unlink (isdir false) or rmdir name in p, pinned by the caller. */
-int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir);
+/* unlink (isdir false) or rmdir name in p, pinned by the caller, for req (NULL: for the
+ * administrator). *child (if not NULL) gets the ino the name led to. */
+int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir, uint64_t *child);
 void mfs_unlink(rf_req *req, rf_ino parent, const char *name);
 void mfs_rmdir(rf_req *req, rf_ino parent, const char *name);
 

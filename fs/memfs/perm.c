@@ -37,12 +37,16 @@ bool in_group(rf_req *req, gid_t gid)
 }
 
 /* May the caller access an inode with these attributes for mask (R_OK|W_OK|X_OK)? Root may
- * read and write anything and execute what has an x bit (directories are always searchable). */
+ * read and write anything and execute what has an x bit (directories are always searchable).
+ * No request means the administrator's control socket, which may do anything. */
 int perm_vals(rf_req *req, mode_t type, mode_t mode, uid_t uid, gid_t gid, int mask)
 {
-	const struct rf_ctx *ctx = rf_req_ctx(req);
+	const struct rf_ctx *ctx;
 	unsigned int bits;
 
+	if (!req)
+		return 0;
+	ctx = rf_req_ctx(req);
 	mask &= R_OK | W_OK | X_OK;
 	if (ctx->uid == 0) {
 		if (!(mask & X_OK) || type == S_IFDIR || (mode & 0111))
@@ -78,7 +82,7 @@ int perm_node(rf_req *req, struct node *n, int mask)
 /* Sticky directories: only the owner of the entry or of the directory (or root) removes it. */
 bool sticky_ok(rf_req *req, mode_t dir_mode, uid_t dir_uid, uid_t victim_uid)
 {
-	uid_t uid = rf_req_ctx(req)->uid;
+	uid_t uid = req ? rf_req_ctx(req)->uid : 0;
 
 	return !(dir_mode & S_ISVTX) || uid == 0 || uid == dir_uid || uid == victim_uid;
 }

@@ -308,6 +308,7 @@ static const struct rf_reply_ops rw_reply_ops = {
 static void worker_drain_deferred(struct rw_worker *w)
 {
 	rf_req *r = rf_mpsc_take_all(&w->deferred);
+
 	while (r) {
 		rf_req *next = r->next;
 

@@ -12,7 +12,7 @@ Also here: forked clients that hand back a result (fork_clients), a shared page 
 counters the parent reads while they run (Board), a daemon's memory and descriptor use
 (daemon_usage), and the result files the reliability document is built from (record,
 summary). `python3 fsx.py summary [DIR]` prints the tables of docs/reliability.md from the
-result files of a run.
+result files of a run (--runs: one row per test).
 """
 
 import collections
@@ -733,33 +733,85 @@ def recording(kind, **fields):
         record(kind, run)
 
 
-def summary(dirpath):
-    """Markdown tables of every result file in dirpath (what docs/reliability.md shows)."""
+def _family(run):
+    return run.get("test", "?").split("[")[0]
+
+
+def _condense(runs):
+    """One table row's numbers for runs of one test family."""
+    out = collections.OrderedDict()
+    out["runs"] = len(runs)
+    outcomes = collections.Counter(r.get("outcome", "?").split(":")[0] for r in runs)
+    out["outcome"] = ", ".join("%s %d" % kv for kv in sorted(outcomes.items()))
+    sums = collections.Counter()
+    errors = collections.Counter()
+    for r in runs:
+        for k, v in r.items():
+            if k in ("seed", "wall_seconds", "daemon_exit", "limit") or isinstance(v, bool):
+                continue
+            if isinstance(v, (int, float)):
+                sums[k] += v
+        errors.update(r.get("errors") or {})
+    for k in ("clients", "ops", "warmup_ops", "faults", "bytes_written", "bytes_checked",
+              "bytes_synced", "bytes_acknowledged", "opened", "seconds"):
+        if k in sums:
+            v = sums[k]
+            if k == "clients":
+                v = max(r.get("clients", 0) for r in runs)
+            if k.startswith("bytes_"):
+                out[k.replace("bytes_", "MiB ")] = round(v / MiB, 1)
+            else:
+                out[k] = round(v, 1) if isinstance(v, float) else v
+    if errors:
+        out["client errors"] = " ".join("%s %d" % kv for kv in sorted(errors.items()))
+    rss = [r["rss_kib"][2] - r["rss_kib"][1] for r in runs if r.get("rss_kib")]
+    if rss:
+        out["max RSS growth KiB"] = max(rss)
+        out["fds unchanged"] = "%d/%d" % (
+            sum(1 for r in runs if r.get("fds") and r["fds"][1] == r["fds"][2]), len(rss))
+    seeds = [r["seed"] for r in runs if "seed" in r]
+    if seeds and len(seeds) <= 12:
+        out["seeds"] = " ".join(str(x) for x in seeds)
+    out["wall s"] = round(sum(r.get("wall_seconds", 0) for r in runs), 1)
+    return out
+
+
+def summary(dirpath, per_run=False):
+    """Markdown tables of every result file in dirpath: one row per test family (what
+    docs/reliability.md shows), or with per_run one row per test."""
     out = []
     names = sorted(n for n in os.listdir(dirpath)
                    if n.startswith("reliability-") and n.endswith(".json"))
     for name in names:
         with open(os.path.join(dirpath, name)) as f:
             doc = json.load(f)
-        out.append("### %s (%s, kernel %s, %s CPUs)\n" % (
-            doc["kind"], os.path.basename(doc["build"]), doc.get("kernel"), doc.get("cpus")))
-        out.append("`%s`%s\n" % (doc["command"], "".join(
-            " %s=%s" % kv for kv in sorted(doc.get("env", {}).items()))))
-        out.append("| test | outcome | numbers |")
-        out.append("| --- | --- | --- |")
-        for run in doc["runs"]:
-            nums = ", ".join("%s %s" % (k, v) for k, v in run.items()
-                             if k not in ("test", "outcome") and not isinstance(v, (dict, list)))
-            out.append("| %s | %s | %s |" % (run.get("test", "?"), run.get("outcome"), nums))
-        out.append("")
-        out.append("totals: " + ", ".join("%s %s" % kv for kv in doc["totals"].items()) +
-                   "; outcomes: " + ", ".join("%s %d" % kv for kv in doc["outcomes"].items()))
+        out.append("### %s (%s, Linux %s, %s CPUs, %s)\n" % (
+            doc["kind"], os.path.basename(doc["build"]), doc.get("kernel"), doc.get("cpus"),
+            doc.get("started", "")[:10]))
+        env = " ".join("%s=%s" % kv for kv in sorted(doc.get("env", {}).items()))
+        out.append("`%s%s`\n" % (env + " " if env else "", doc["command"]))
+        out.append("| test | numbers |")
+        out.append("| --- | --- |")
+        if per_run:
+            for run in doc["runs"]:
+                nums = "; ".join("%s %s" % (k, v) for k, v in run.items() if k != "test")
+                out.append("| %s | %s |" % (run.get("test", "?"), nums))
+        else:
+            fams = collections.OrderedDict()
+            for run in doc["runs"]:
+                fams.setdefault(_family(run), []).append(run)
+            for fam, runs in fams.items():
+                out.append("| %s | %s |" % (fam, "; ".join(
+                    "%s %s" % kv for kv in _condense(runs).items())))
         out.append("")
     return "\n".join(out)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "summary":
-        print(summary(sys.argv[2] if len(sys.argv) > 2 else results_dir()))
+    args = sys.argv[1:]
+    per_run = "--runs" in args
+    args = [a for a in args if a != "--runs"]
+    if args and args[0] == "summary":
+        print(summary(args[1] if len(args) > 1 else results_dir(), per_run))
     else:
-        sys.exit("usage: fsx.py summary [RESULTS_DIR]")
+        sys.exit("usage: fsx.py summary [--runs] [RESULTS_DIR]")

@@ -6,9 +6,14 @@ that touches every kind of request (create, write, read, rename, xattrs, links, 
 unlink, rmdir), is unmounted, and must then exit 0 with a Valgrind log that shows no invalid
 access, no use of uninitialised memory and no definite leak.
 
-Skipped without valgrind (scripts/deps.sh installs it), for sanitizer builds (Valgrind cannot
-run ASan/TSan binaries), and for the uring transport where FUSE over io_uring is unavailable.
-RINGFUSE_BUILD selects the build directory, as for every mount test.
+Skipped without valgrind (scripts/deps.sh installs it) and for sanitizer builds (Valgrind
+cannot run ASan/TSan binaries). The io_uring transports (uring, uring-rw) are skipped unless
+RINGFUSE_VALGRIND_URING=1: Valgrind (3.19 at least) holds its global lock across a blocking
+io_uring_enter(), so the first queue thread that waits for completions stops every other
+thread of the daemon, including the one that would register the remaining queues, and the
+mount deadlocks (the same hang as a two-thread liburing program under Valgrind). A newer
+Valgrind may cope: the variable lets it be tried. RINGFUSE_BUILD selects the build directory,
+as for every mount test.
 """
 
 import errno
@@ -95,6 +100,10 @@ def test_memfs_under_valgrind(transport):
         pytest.skip("%s not built" % binary)
     if _sanitized(binary):
         pytest.skip("%s is built with a sanitizer: Valgrind cannot run it" % binary)
+    if transport != "dev" and os.environ.get("RINGFUSE_VALGRIND_URING") != "1":
+        pytest.skip("valgrind holds its lock across a blocking io_uring_enter(): the %s "
+                    "transport's threads starve each other and the mount deadlocks "
+                    "(RINGFUSE_VALGRIND_URING=1 tries anyway)" % transport)
     if transport == "uring":
         why = rfutil.uring_unusable_reason()
         if why:
