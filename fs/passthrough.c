@@ -66,7 +66,9 @@
  * suid/sgid (after a write or truncate by another user), and, with writeback, explicit times
  * for a caller who may write (the kernel turns touch and write into explicit c/mtime).
  * Plain reads and lookups keep the server's rights: the kernel checked them
- * (default_permissions) before asking. The library does not negotiate FUSE_DONT_MASK, so the
+ * (default_permissions) before asking. So does I/O on an open descriptor (read, write, fsync,
+ * fallocate): the open was checked, and io_uring workers could not take a switched fsuid
+ * anyway. The library does not negotiate FUSE_DONT_MASK, so the
  * kernel applies the caller's umask to create modes before sending them: the daemon runs with
  * umask 0 and passes modes through unchanged (ctx->umask is applied only if DONT_MASK ever is).
  */

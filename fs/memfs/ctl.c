@@ -25,7 +25,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#define CTL_DATA_MAX (1u << 20)			 /* bytes one write may carry */
+#define CTL_DATA_MAX (1u << 20)			/* bytes one write may carry */
 #define CTL_LINE_MAX (2 * CTL_DATA_MAX + 4096u) /* such a write in hex, plus the words */
 #define CTL_WORDS    6
 
@@ -61,7 +61,8 @@ static int unescape(char *s)
 			*w++ = *r;
 			continue;
 		}
-		int hi = hexval((unsigned char)r[1]), lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
+		int hi = hexval((unsigned char)r[1]),
+		    lo = hi < 0 ? -1 : hexval((unsigned char)r[2]);
 
 		if (lo < 0 || (hi == 0 && lo == 0))
 			return -EINVAL;
@@ -225,7 +226,8 @@ static int run_line(char *line)
 static bool send_reply(int fd, int err)
 {
 	char msg[32];
-	int n = err ? snprintf(msg, sizeof(msg), "err %d\n", -err) : snprintf(msg, sizeof(msg), "ok\n");
+	int n = err ? snprintf(msg, sizeof(msg), "err %d\n", -err)
+		    : snprintf(msg, sizeof(msg), "ok\n");
 
 	return send(fd, msg, (size_t)n, MSG_NOSIGNAL) == n;
 }
@@ -246,7 +248,8 @@ static bool serve(int fd, char *buf)
 	size_t have = 0;
 
 	for (;;) {
-		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN}, {.fd = ctl.stop[0], .events = POLLIN}};
+		struct pollfd pfd[2] = {{.fd = fd, .events = POLLIN},
+					{.fd = ctl.stop[0], .events = POLLIN}};
 		char *nl;
 		ssize_t n;
 

@@ -3,7 +3,9 @@
  *
  * This header holds what the files of memfs share: the data structures, the one filesystem
  * state, small inline helpers and each file's entry points. One file, one job:
- *   main.c    options, the operations table, filesystem-wide operations, main()
+ *   main.c    main()
+ *   opts.c    the -o options and the help text
+ *   ops.c     the operations table, and the filesystem-wide operations (init, statfs)
  *   inode.c   the inode table, node lifetime and lookup counts, setup and teardown
  *   perm.c    POSIX permission rules (used when the kernel leaves them to us)
  *   data.c    file contents: chunks in a radix tree, holes, truncate, seek, capacity
@@ -13,6 +15,11 @@
  *   attr.c    getattr, setattr, access, access times
  *   file.c    open files: open, read, write, release, fallocate, copy_file_range, lseek
  *   xattr.c   extended attributes
+ * and, for tests of the library rather than of memfs:
+ *   ctl.c     the control socket (-o ctl=PATH): changes made behind the kernel's back
+ *   admin.c   those changes, and the notifications that tell the kernel about them
+ *   defer.c   deferred replies (-o defer=N): every request answered from a thread pool
+ *   defer_ops.c  the operations that hand requests to that pool
  *
  * It behaves like tmpfs and is what the transport benchmarks run against, so requests for
  * different files share no lock and the data path is a table lookup (or none) plus memcpy:
@@ -200,8 +207,8 @@ struct memfs {
 /* The filesystem: one per process (inode.c). */
 extern struct memfs fs;
 
-/* The operations table (main.c); a program that embeds memfs calls fs_setup() and
- * root_create() itself instead of main(). */
+/* The operations table (ops.c). A program that embeds memfs links memfs_sources (every file
+ * but main.c, see fs/meson.build) and calls fs_setup() and root_create() itself. */
 extern const struct rf_ops memfs_ops;
 
 /* ---- small helpers ---- */
@@ -353,5 +360,51 @@ void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, 
 void mfs_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size);
 void mfs_listxattr(rf_req *req, rf_ino ino, size_t size);
 void mfs_removexattr(rf_req *req, rf_ino ino, const char *name);
+
+/* ---- opts.c ---- */
+#define DEFER_THREADS_MAX  256
+#define DEFER_DELAY_US_MAX 60000000u
+
+/* What the options ask main() to set up beyond the filesystem state. */
+struct memfs_opts {
+	char *ctl;	    /* control socket path, or NULL */
+	unsigned int defer; /* deferred-reply threads, 0: off */
+	uint64_t delay_us;  /* hold deferred requests this long first */
+	char *delay_ops;    /* which ones (':'-separated op names), NULL: the default */
+};
+bool want_own_perm_checks(int argc, char *argv[]);
+bool want_defer(int argc, char *argv[]);
+bool asked_for_help(int argc, char *argv[]);
+void print_help(void);
+/* Fill fs's settings and *o from the session's options; prints why and fails on bad ones. */
+int read_opts(rf_session *se, struct memfs_opts *o);
+
+/* ---- admin.c: paths are '/'-separated from the root, and cut up by the call ---- */
+enum admin_notify {
+	ADMIN_NOTIFY_NONE,   /* leave the kernel's caches stale */
+	ADMIN_NOTIFY_INVAL,  /* invalidate the changed pages, attributes or entry */
+	ADMIN_NOTIFY_STORE,  /* write: push the new bytes into the page cache */
+	ADMIN_NOTIFY_DELETE, /* remove: tell the kernel the entry and its inode are gone */
+};
+int admin_write(rf_session *se, char *path, uint64_t off, const void *data, size_t len,
+		enum admin_notify how);
+/* Set the mtime (NULL: now). */
+int admin_touch(rf_session *se, char *path, const struct timespec *mtime, enum admin_notify how);
+int admin_remove(rf_session *se, char *path, bool isdir, enum admin_notify how);
+
+/* ---- ctl.c ---- */
+/* Create the socket (before mounting, so a bad path fails the start). */
+int ctl_open(rf_session *se, const char *path);
+/* Start serving it (from init: after the daemon detached). */
+int ctl_start(void);
+void ctl_close(void);
+
+/* ---- defer.c ---- */
+/* Replace every operation that replies in ops by one that hands it to the pool. */
+void defer_wrap(struct rf_ops *ops);
+int defer_configure(unsigned int threads, uint64_t delay_us, const char *delay_ops);
+int defer_start(void);
+/* Answer everything still queued or held, and join the threads. */
+void defer_stop(void);
 
 #endif /* MEMFS_H */

@@ -803,8 +803,10 @@ static int queue_ring_init(struct uring_queue *q)
 		if (ret != -EINVAL)
 			break;
 	}
-	if (ret < 0)
+	if (ret < 0) {
+		rf_uring_log_init_error("io-uring queue", q->qid, ret);
 		return ret;
+	}
 	q->ring_ok = true;
 	q->ring_flags = q->ring.flags;
 	/* A fixed file saves an fget/fput per command; the plain fd works as well. */

@@ -8,7 +8,10 @@
 
 #include "ringfuse_i.h"
 
+#include <errno.h>
 #include <liburing.h>
+#include <string.h>
+#include <sys/resource.h>
 
 /* Fill sqe with io (user_data is the caller's). Returns false if the ring cannot run it. */
 static inline bool rf_uring_prep_io(struct io_uring_sqe *sqe, const struct rf_io *io)
@@ -34,6 +37,21 @@ static inline bool rf_uring_prep_io(struct io_uring_sqe *sqe, const struct rf_io
 		return true;
 	}
 	return false;
+}
+
+/* Log why a ring could not be created; ENOMEM there nearly always means the locked-memory limit. */
+static inline void rf_uring_log_init_error(const char *who, unsigned int idx, int err)
+{
+	struct rlimit rl;
+
+	if (err == -ENOMEM && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		rf_log(RF_LOG_ERR,
+		       "ringfuse: %s %u: cannot create its io_uring: %s (the locked memory limit, "
+		       "RLIMIT_MEMLOCK, is %llu KiB: raise it, e.g. ulimit -l)",
+		       who, idx, strerror(-err), (unsigned long long)rl.rlim_cur / 1024);
+	else
+		rf_log(RF_LOG_ERR, "ringfuse: %s %u: cannot create its io_uring: %s", who, idx,
+		       strerror(-err));
 }
 
 /*

@@ -548,8 +548,10 @@ static int worker_ring_init(struct rw_worker *w)
 		if (ret != -EINVAL)
 			break;
 	}
-	if (ret < 0)
+	if (ret < 0) {
+		rf_uring_log_init_error("uring-rw worker", w->idx, ret);
 		return ret;
+	}
 	w->ring_ok = true;
 	w->ring_flags = w->ring.flags;
 	return 0;

@@ -588,8 +588,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0];
 	if (mode & FUZZ_MODE_PERM_CHECK)
 		fsflags |= FUZZ_MEMFS_PERM_CHECK;
-	if (mode & FUZZ_MODE_NO_CACHE)
-		fsflags |= FUZZ_MEMFS_NO_CACHE;
 	ret = fuzz_memfs_start(fsflags);
 	if (ret < 0)
 		FAIL("memfs setup failed: %s", strerror(-ret));
@@ -597,6 +595,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	se = rf_mem_session_new(ops, ops_size, NULL);
 	if (!se)
 		FAIL("rf_mem_session_new failed");
+	/* The trace formats every request's fields and names: worth fuzzing too. */
+	se->opts.debug = (mode & FUZZ_MODE_DEBUG) != 0;
 	ret = rf_mem_set_out_cap(se, out_cap_of(mode));
 	if (ret < 0)
 		FAIL("rf_mem_set_out_cap: %d", ret);

@@ -26,7 +26,7 @@ OWN_INIT = 0x04
 OUTCAP_4K = 2 << 3
 OLD_KERNEL = 0x20
 PERM_CHECK = 0x40
-NO_CACHE = 0x80
+DEBUG = 0x80
 
 S_IFREG, S_IFDIR, S_IFIFO = 0o100000, 0o040000, 0o010000
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
@@ -308,7 +308,7 @@ def extra_seeds():
                                          0, 0, 0, 0, S_IFREG | 0o4755, 0, 0, 0, 0),
           uid=1000, gid=1000)
     s.req("FUSE_ACCESS", 3, struct.pack("<II", 2, 0), uid=1000, gid=1000)
-    out.append(("permissions", s, PERM_CHECK | NO_CACHE))
+    out.append(("permissions", s, PERM_CHECK))
 
     # A listing that needs several READDIRPLUS calls with a small reply area.
     s = Session()
@@ -341,6 +341,7 @@ def extra_seeds():
     s.req("FUSE_RMDIR", ROOT, b"", names("d"))
     s.req("FUSE_STATFS", ROOT)
     out.append(("file-lifecycle-uring-raw", s, SPLIT | RAW))
+    out.append(("file-lifecycle-traced", s, DEBUG))
     return out
 
 

@@ -22,15 +22,14 @@
 #define FUZZ_MODE_OUTCAP_SHIFT 3    /* 2 bits: reply area full, 64 KiB, 4 KiB, 100 bytes */
 #define FUZZ_MODE_OLD_KERNEL   0x20 /* harness INIT as protocol 7.26: no INIT_EXT, no SETXATTR_EXT */
 #define FUZZ_MODE_PERM_CHECK   0x40 /* memfs checks permissions itself (no_default_permissions) */
-#define FUZZ_MODE_NO_CACHE     0x80 /* memfs cache=none: negative lookups answer ENOENT */
+#define FUZZ_MODE_DEBUG	       0x80 /* -d: the dispatcher traces every request (formatted, discarded) */
 
 #define FUZZ_MAX_RECORDS 64
 
 /* memfs in the harness: small, so no input can grow the fuzzer. */
 #define FUZZ_MEMFS_BYTES      (16u << 20)
 #define FUZZ_MEMFS_INODES     4096u
-#define FUZZ_MEMFS_PERM_CHECK 0x1
-#define FUZZ_MEMFS_NO_CACHE   0x2
+#define FUZZ_MEMFS_PERM_CHECK 0x1 /* and, as memfs does then, no entry caching */
 
 const struct rf_ops *fuzz_memfs_ops(size_t *size);
 /* A fresh, empty filesystem (only the root). 0 or -errno. */

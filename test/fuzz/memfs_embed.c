@@ -1,15 +1,13 @@
 /*
  * ringfuse-memfs built into the fuzz harness instead of into its own program.
  *
- * memfs is a program: its operations table and state are statics of fs/memfs.c and its main()
- * mounts. Rather than change it, this file compiles it whole with main() renamed, which gives
- * the harness the real operations table and lets it build a fresh, empty filesystem for every
- * input (so an input's result never depends on the inputs before it) with a small capacity
- * (so no input can make the fuzzer's memory grow).
+ * Everything of memfs but its main() is in memfs_sources (fs/meson.build), which the harness
+ * links. This file gives the harness the operations table and a fresh, empty filesystem for
+ * every input (so an input's result never depends on the inputs before it) with a small
+ * capacity (so no input can make the fuzzer's memory grow). memfs answers in place here: its
+ * deferred-reply mode (-o defer=N) and control socket stay off.
  */
-#define main memfs_unused_main
-#include "../../fs/memfs.c"
-#undef main
+#include "../../fs/memfs/memfs.h"
 
 #include "harness.h"
 
@@ -33,8 +31,10 @@ int fuzz_memfs_start(unsigned int flags)
 	fs.max_bytes = FUZZ_MEMFS_BYTES;
 	fs.max_inodes = FUZZ_MEMFS_INODES;
 	fs.entry_timeout = fs.attr_timeout = fs.neg_timeout = 1.0;
-	if (flags & FUZZ_MEMFS_NO_CACHE)
-		fs.entry_timeout = fs.attr_timeout = fs.neg_timeout = 0;
+	/* As memfs's read_opts(): with its own permission checks it caches no entries, and
+	 * negative lookups are then answered ENOENT. */
+	if (flags & FUZZ_MEMFS_PERM_CHECK)
+		fs.entry_timeout = fs.neg_timeout = 0;
 	fs.root_mode = 0755;
 	fs.root_uid = 0;
 	fs.root_gid = 0;
