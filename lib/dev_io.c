@@ -45,6 +45,8 @@ struct dev_loop {
 	pthread_mutex_t wait_lock; /* slow path only: every slot is held by a deferred reply */
 	pthread_cond_t wait_cond;
 	_Atomic int waiting;
+	/* Replying threads still inside dev_send/dev_drop: the loop's memory lives until 0. */
+	_Atomic int senders;
 };
 
 static void slot_release(struct dev_slot *s)
@@ -81,6 +83,7 @@ static int dev_send(rf_req *req, int error, size_t len)
 	struct iovec iov = {s->oh, sizeof(*s->oh) + len};
 	int ret;
 
+	atomic_fetch_add(&l->senders, 1);
 	s->oh->unique = req->unique;
 	s->oh->error = error;
 	s->oh->len = (uint32_t)iov.iov_len;
@@ -91,12 +94,18 @@ static int dev_send(rf_req *req, int error, size_t len)
 		rf_log_once(RF_LOG_WARN, "ringfuse: writing a reply to /dev/fuse failed: %s",
 			    strerror(-ret));
 	slot_release(s);
+	atomic_fetch_sub(&l->senders, 1);
 	return ret == -ENOENT ? 0 : ret;
 }
 
 static void dev_drop(rf_req *req)
 {
-	slot_release(req->chan);
+	struct dev_slot *s = req->chan;
+	struct dev_loop *l = s->loop;
+
+	atomic_fetch_add(&l->senders, 1);
+	slot_release(s);
+	atomic_fetch_sub(&l->senders, 1);
 }
 
 static const struct rf_reply_ops dev_reply_ops = {
@@ -206,7 +215,7 @@ static void loop_drain(struct dev_loop *l)
 		for (unsigned int i = 0; i < l->nslots; i++)
 			if (atomic_load(&l->slots[i]->req.state) != RF_REQ_FREE)
 				busy++;
-		if (!busy)
+		if (!busy && !atomic_load(&l->senders))
 			return;
 		usleep(10000);
 	}
@@ -271,7 +280,7 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 		else
 			leaked++;
 	}
-	if (!leaked) {
+	if (!leaked && !atomic_load(&l->senders)) {
 		pthread_mutex_destroy(&l->wait_lock);
 		pthread_cond_destroy(&l->wait_cond);
 		free(l);

@@ -97,11 +97,9 @@ int admin_write(rf_session *se, char *path, uint64_t off, const void *data, size
 		unlock(&n->lock);
 	}
 	if (done && how == ADMIN_NOTIFY_STORE) {
-		/* The new bytes go straight into the page cache; the attributes (size, mtime) are
-		 * fetched again. */
+		/* The new bytes go straight into the page cache (growing the size the kernel
+		 * knows if they reach past it); the cached attributes are left alone. */
 		ret = notified(rf_notify_store(se, n->ino, (off_t)off, data, done));
-		if (!ret)
-			ret = notified(rf_notify_inval_inode(se, n->ino, -1, 0));
 		err = err ? err : ret;
 	} else if (done && how != ADMIN_NOTIFY_NONE) {
 		ret = notified(rf_notify_inval_inode(se, n->ino, (off_t)off, (off_t)done));

@@ -113,22 +113,20 @@ static int parse_hex(const char *s, char **out, size_t *len)
 	return 0;
 }
 
-/* The notification word ending a command, if it is one of those allowed (the first is the
- * default); *nwords loses it. */
-static int parse_how(char **w, int *nwords, int min_words, const char *const *names,
-		     const enum admin_notify *values, enum admin_notify *how)
+/* If the last of the *nwords words is one of names, drop it and return its value; else the
+ * first value (the default). */
+static enum admin_notify parse_how(char **w, int *nwords, int min_words, const char *const *names,
+				   const enum admin_notify *values)
 {
-	*how = values[0];
 	if (*nwords <= min_words)
-		return 0;
+		return values[0];
 	for (int i = 0; names[i]; i++) {
 		if (!strcmp(w[*nwords - 1], names[i])) {
-			*how = values[i];
 			(*nwords)--;
-			return 0;
+			return values[i];
 		}
 	}
-	return -EINVAL;
+	return values[0];
 }
 
 static int cmd_write(char **w, int nw)
@@ -136,13 +134,13 @@ static int cmd_write(char **w, int nw)
 	static const char *const names[] = {"inval", "store", "nonotify", NULL};
 	static const enum admin_notify values[] = {ADMIN_NOTIFY_INVAL, ADMIN_NOTIFY_STORE,
 						   ADMIN_NOTIFY_NONE};
-	enum admin_notify how;
+	enum admin_notify how = parse_how(w, &nw, 4, names, values);
 	uint64_t off;
 	char *data;
 	size_t len;
-	int err = parse_how(w, &nw, 4, names, values, &how);
+	int err;
 
-	if (err || nw != 4)
+	if (nw != 4)
 		return -EINVAL;
 	err = unescape(w[1]);
 	if (!err)
@@ -160,12 +158,12 @@ static int cmd_touch(char **w, int nw)
 {
 	static const char *const names[] = {"inval", "nonotify", NULL};
 	static const enum admin_notify values[] = {ADMIN_NOTIFY_INVAL, ADMIN_NOTIFY_NONE};
-	enum admin_notify how;
+	enum admin_notify how = parse_how(w, &nw, 2, names, values);
 	struct timespec ts = {0};
 	uint64_t sec;
-	int err = parse_how(w, &nw, 2, names, values, &how);
+	int err;
 
-	if (err || nw < 2 || nw > 3)
+	if (nw < 2 || nw > 3)
 		return -EINVAL;
 	err = unescape(w[1]);
 	if (err)
@@ -184,10 +182,10 @@ static int cmd_remove(char **w, int nw, bool isdir)
 	static const char *const names[] = {"delete", "inval", "nonotify", NULL};
 	static const enum admin_notify values[] = {ADMIN_NOTIFY_DELETE, ADMIN_NOTIFY_INVAL,
 						   ADMIN_NOTIFY_NONE};
-	enum admin_notify how;
-	int err = parse_how(w, &nw, 2, names, values, &how);
+	enum admin_notify how = parse_how(w, &nw, 2, names, values);
+	int err;
 
-	if (err || nw != 2)
+	if (nw != 2)
 		return -EINVAL;
 	err = unescape(w[1]);
 	if (err)

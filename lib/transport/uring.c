@@ -28,7 +28,14 @@
  * queue's lock-free MPSC list and, if the list was empty, writes the queue's eventfd; the
  * queue keeps a read armed on that eventfd, drains the list and commits the replies itself,
  * so its submission queue has exactly one writer. user_data says what each SQE was (register,
- * commit, wake-up, timer) and for which entry, through the asserted ud_*() helpers.
+ * commit, wake-up, timer, backend I/O) and for which entry, through the asserted ud_*()
+ * helpers.
+ *
+ * Backend I/O. A handler on the queue thread may hand its request's file operation (rf_io_*)
+ * to the queue's ring: it goes out with the same io_uring_enter as the commits, and its
+ * completion runs the handler's callback on the queue thread. From other threads, or with a
+ * full SQ, io_submit() declines and the caller runs the operation synchronously. A queue
+ * lets its backend I/O finish before it exits, since reads land in the entry's buffers.
  *
  * Teardown. Unmount or abort completes the waiting entries with -ENOTCONN (aborted
  * connections refuse new commands with -ECONNABORTED; a dying ring cancels with -ECANCELED):

@@ -29,7 +29,7 @@
  * eventfd the worker keeps a read armed on (as in the uring transport) rather than a write(2)
  * from the replying thread: the ring keeps a single submitter, the replying thread makes one
  * cheap eventfd write instead of two syscalls, and the reply is batched with the worker's
- * other SQEs.
+ * other SQEs. Backend I/O (rf_io_*) of a handler on the worker thread goes on the same ring.
  *
  * Teardown. Once the connection is gone every read completes with ENODEV and the worker ends
  * when nothing of it is in flight. Asked to stop while reads still wait (stop(), or the
