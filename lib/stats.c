@@ -61,6 +61,23 @@ static void print_line(int fd, const char *what, const struct rf_queue_stats *s)
 		(unsigned long long)s->deferred, avg_us);
 }
 
+/* One line of per-opcode counts, only the opcodes that were seen. */
+static void print_opcodes(int fd, const struct rf_queue_stats *s)
+{
+	char line[2048];
+	size_t used = 0;
+
+	used += (size_t)snprintf(line, sizeof(line), "ringfuse-stats: opcodes:");
+	for (int op = 0; op < RF_STATS_OPCODES && used < sizeof(line); op++) {
+		if (!s->by_opcode[op])
+			continue;
+		used += (size_t)snprintf(line + used, sizeof(line) - used, " %s=%llu",
+					 rf_opcode_name((uint32_t)op),
+					 (unsigned long long)s->by_opcode[op]);
+	}
+	dprintf(fd, "%.*s\n", (int)(used < sizeof(line) ? used : sizeof(line) - 1), line);
+}
+
 void rf_stats_print(const struct rf_stats *st, int fd)
 {
 	char what[32];
@@ -72,4 +89,5 @@ void rf_stats_print(const struct rf_stats *st, int fd)
 		print_line(fd, what, &st->queue[q]);
 	}
 	print_line(fd, "total", &st->total);
+	print_opcodes(fd, &st->total);
 }

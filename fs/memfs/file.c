@@ -8,6 +8,7 @@
 void open_flags(struct rf_file_info *fi)
 {
 	fi->keep_cache = fs.keep_cache;
+	fi->direct_io = fs.direct_io;
 	fi->noflush = 1; /* nothing to flush, and no locks of ours to release */
 	fi->parallel_direct_writes = 1;
 }

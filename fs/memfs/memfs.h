@@ -197,7 +197,7 @@ struct memfs {
 	_Atomic uint64_t ninodes;
 	uint64_t max_bytes, max_inodes;
 	double entry_timeout, attr_timeout, neg_timeout;
-	bool keep_cache, cache_dir, perm_check, writeback;
+	bool keep_cache, cache_dir, perm_check, writeback, direct_io;
 	bool killpriv_v2;
 	mode_t root_mode;
 	uid_t root_uid;

@@ -117,6 +117,8 @@ void print_help(void)
 	       "    nr_inodes=N[kmgt]      most inodes (default: RAM / 8 KiB, at least 1M)\n"
 	       "    mode=OCTAL, uid=N, gid=N  owner and mode of the root directory\n"
 	       "    writeback              let the kernel cache writes (writeback cache)\n"
+	       "    direct_io              files bypass the page cache: every read and write\n"
+	       "                           reaches memfs\n"
 	       "    ctl=PATH               control socket for changes behind the kernel's back\n"
 	       "                           (write, touch, unlink, rmdir; see fs/memfs/ctl.c)\n"
 	       "    defer=N                answer every request from a pool of N threads\n"
@@ -247,5 +249,6 @@ int read_opts(rf_session *se, struct memfs_opts *o)
 		fs.root_gid = (gid_t)n;
 	}
 	fs.writeback = rf_session_opt(se, "writeback") != NULL;
+	fs.direct_io = rf_session_opt(se, "direct_io") != NULL;
 	return read_test_opts(se, o);
 }

@@ -35,20 +35,20 @@ int fuzz_strict;
 unsigned long fuzz_strict_failures;
 int fuzz_verbose;
 
-#define FAIL(...)                                              \
-	do {                                                   \
+#define FAIL(...)                                               \
+	do {                                                    \
 		fprintf(stderr, "fuzz_dispatch: " __VA_ARGS__); \
-		fputc('\n', stderr);                           \
-		abort();                                       \
+		fputc('\n', stderr);                            \
+		abort();                                        \
 	} while (0)
 
-#define STRICT(...)                                                              \
-	do {                                                                     \
-		if (fuzz_strict) {                                               \
-			fuzz_strict_failures++;                                  \
+#define STRICT(...)                                                             \
+	do {                                                                    \
+		if (fuzz_strict) {                                              \
+			fuzz_strict_failures++;                                 \
 			fprintf(stderr, "fuzz_dispatch: strict: " __VA_ARGS__); \
-			fputc('\n', stderr);                                     \
-		}                                                                \
+			fputc('\n', stderr);                                    \
+		}                                                               \
 	} while (0)
 
 static struct rf_mem_reply *reply; /* large: allocated once */
@@ -213,8 +213,7 @@ static void check_entry(const unsigned char *body, uint32_t opcode, bool negativ
 		FAIL("MKDIR made a %#o", eo.attr.mode & S_IFMT);
 	if (opcode == FUSE_SYMLINK && (eo.attr.mode & S_IFMT) != S_IFLNK)
 		FAIL("SYMLINK made a %#o", eo.attr.mode & S_IFMT);
-	if ((opcode == FUSE_CREATE || opcode == FUSE_TMPFILE) &&
-	    (eo.attr.mode & S_IFMT) != S_IFREG)
+	if ((opcode == FUSE_CREATE || opcode == FUSE_TMPFILE) && (eo.attr.mode & S_IFMT) != S_IFREG)
 		FAIL("%s made a %#o", rf_opcode_name(opcode), eo.attr.mode & S_IFMT);
 	if ((opcode == FUSE_LINK || opcode == FUSE_MKNOD) && (eo.attr.mode & S_IFMT) == S_IFDIR)
 		FAIL("%s made a directory", rf_opcode_name(opcode));
@@ -489,10 +488,9 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 	if (split) {
 		memcpy(op_in, op_copy, sizeof(op_in));
 		payload_len = body_len - take;
-		ret = rf_mem_feed_split(se, &ih, op_in,
-					(mode & FUZZ_MODE_RAW) ? take : sizeof(op_in),
-					payload_len ? rec + sizeof(ih) + take : NULL, payload_len,
-					reply);
+		ret = rf_mem_feed_split(
+			se, &ih, op_in, (mode & FUZZ_MODE_RAW) ? take : sizeof(op_in),
+			payload_len ? rec + sizeof(ih) + take : NULL, payload_len, reply);
 	} else {
 		if (!(mode & FUZZ_MODE_RAW) && len >= sizeof(uint32_t)) {
 			uint32_t l = (uint32_t)len;
@@ -502,7 +500,9 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 		ret = rf_mem_feed_msg(se, rec, len, reply);
 	}
 	if (fuzz_verbose)
-		fprintf(stderr, "<- %s #%" PRIu64 " node %" PRIu64 " %zu bytes: feed %d, %s %d, %zu bytes\n",
+		fprintf(stderr,
+			"<- %s #%" PRIu64 " node %" PRIu64
+			" %zu bytes: feed %d, %s %d, %zu bytes\n",
 			rf_opcode_name(ih.opcode), ih.unique, ih.nodeid, len, ret,
 			reply->dropped ? "dropped" : "error", reply->error, reply->len);
 
@@ -528,8 +528,8 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 		/* Without a whole unique there is nobody to answer. */
 		if (!no_reply_op(ih.opcode) &&
 		    !(!split && len < offsetof(struct fuse_in_header, unique) + sizeof(uint64_t)))
-			FAIL("%s #%" PRIu64 " was dropped without a reply", rf_opcode_name(ih.opcode),
-			     ih.unique);
+			FAIL("%s #%" PRIu64 " was dropped without a reply",
+			     rf_opcode_name(ih.opcode), ih.unique);
 		return;
 	}
 	if (no_reply_op(ih.opcode))
@@ -608,7 +608,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint32_t len = 0;
 		size_t n = size - pos < sizeof(len) ? size - pos : sizeof(len);
 
-		memcpy(&len, data + pos, n); /* little-endian hosts only, like the kernel ABI here */
+		memcpy(&len, data + pos,
+		       n); /* little-endian hosts only, like the kernel ABI here */
 		pos += n;
 		if (len > size - pos)
 			len = (uint32_t)(size - pos);

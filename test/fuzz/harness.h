@@ -15,14 +15,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Mode bits of byte 0. */
+/* Mode bits of byte 0 (README.md has the long story). */
 #define FUZZ_MODE_SPLIT	       0x01 /* io-uring layout: header, op_in, payload apart */
-#define FUZZ_MODE_RAW	       0x02 /* split: op_in only as long as present; classic: len as given */
+#define FUZZ_MODE_RAW	       0x02 /* split: op_in as present; classic: len as given */
 #define FUZZ_MODE_OWN_INIT     0x04 /* the first record is the INIT; the harness sends none */
 #define FUZZ_MODE_OUTCAP_SHIFT 3    /* 2 bits: reply area full, 64 KiB, 4 KiB, 100 bytes */
-#define FUZZ_MODE_OLD_KERNEL   0x20 /* harness INIT as protocol 7.26: no INIT_EXT, no SETXATTR_EXT */
-#define FUZZ_MODE_PERM_CHECK   0x40 /* memfs checks permissions itself (no_default_permissions) */
-#define FUZZ_MODE_DEBUG	       0x80 /* -d: the dispatcher traces every request (formatted, discarded) */
+#define FUZZ_MODE_OLD_KERNEL   0x20 /* harness INIT from 7.26: no INIT_EXT, no SETXATTR_EXT */
+#define FUZZ_MODE_PERM_CHECK   0x40 /* memfs checks permissions (no_default_permissions) */
+#define FUZZ_MODE_DEBUG	       0x80 /* -d: every request traced (formatted, then discarded) */
 
 #define FUZZ_MAX_RECORDS 64
 

@@ -108,7 +108,8 @@ static int run_dir(const char *dir)
 	}
 	closedir(d);
 	/* Sorted, so a run's output reads the same everywhere. */
-	qsort(names, n, sizeof(*names), name_cmp);
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
 	for (size_t i = 0; i < n; i++) {
 		struct stat st;
 

@@ -444,8 +444,8 @@ int main(void)
 			else if (w > 1)
 				twice++;
 		}
-		CHECK(bad_feeds == 0, "%lu requests fed (%lu times every slot was busy), none refused",
-		      fed, busy);
+		CHECK(bad_feeds == 0,
+		      "%lu requests fed (%lu times every slot was busy), none refused", fed, busy);
 		CHECK(rf_mem_pending(se) == 0, "no request left pending (%u)", rf_mem_pending(se));
 		CHECK(zero == 0 && twice == 0,
 		      "every request won exactly one reply (%lu without, %lu with several)", zero,
@@ -457,14 +457,14 @@ int main(void)
 		CHECK(atomic_load(&race_mismatch) == 0,
 		      "every duplicate-reply race had one winner and two -EALREADY (%lu bad races)",
 		      atomic_load(&race_mismatch));
-		CHECK(race_wrong == 0, "each race's answer reached the kernel once, well formed (%lu)",
-		      race_wrong);
+		CHECK(race_wrong == 0,
+		      "each race's answer reached the kernel once, well formed (%lu)", race_wrong);
 		CHECK(atomic_load(&bad_returns) == 0,
 		      "deferred replies returned 0 or -EALREADY only (%lu others)",
 		      atomic_load(&bad_returns));
 		CHECK(dups == atomic_load(&losers),
-		      "the library counted every refused reply (%" PRIu64 " counted, %lu lost)", dups,
-		      atomic_load(&losers));
+		      "the library counted every refused reply (%" PRIu64 " counted, %lu lost)",
+		      dups, atomic_load(&losers));
 		printf("# %lu answered before their feed returned, %" PRIu64
 		       " deferred, %lu interrupts (%lu found their target)\n",
 		       sync_answers, deferred, interrupts, atomic_load(&interrupts_seen));
