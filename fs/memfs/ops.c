@@ -26,6 +26,11 @@ static void mfs_init(void *userdata, struct rf_conn_info *conn)
 static void mfs_destroy(void *userdata)
 {
 	(void)userdata;
+	/* Last chance while the session's /dev/fuse fd is open: stop sending notifications
+	 * through it, and answer what the pool still holds. main() repeats this when the
+	 * connection never got that far. */
+	ctl_close();
+	defer_stop();
 }
 
 static void mfs_statfs(rf_req *req, rf_ino ino)

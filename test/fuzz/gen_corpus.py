@@ -6,7 +6,8 @@ opcode, preceded by what makes it meaningful on an empty memfs (a file to read, 
 release, an attribute to remove...), once in the /dev/fuse layout (<op>.bin) and once in the
 io-uring layout (<op>-uring.bin). A few more inputs cover the session settings byte 0 selects.
 The format is described in README.md; `replay --strict corpus/` checks that every request here
-is well formed and succeeds (or gets ENOSYS where nobody implements the opcode).
+is well formed and succeeds (or gets ENOSYS where nobody implements the opcode), except in the
+errors-*.bin inputs, whose requests are meant to fail.
 
 Run from anywhere: python3 test/fuzz/gen_corpus.py [outdir]
 """
@@ -27,6 +28,7 @@ OUTCAP_4K = 2 << 3
 OLD_KERNEL = 0x20
 PERM_CHECK = 0x40
 DEBUG = 0x80
+DIRECT = 0x80000000  # in a record's length (harness.h FUZZ_RECORD_DIRECT)
 
 S_IFREG, S_IFDIR, S_IFIFO = 0o100000, 0o040000, 0o010000
 O_RDONLY, O_RDWR, O_CREAT = 0, 2, 0o100
@@ -34,6 +36,9 @@ FATTR_MODE, FATTR_SIZE, FATTR_MTIME, FATTR_FH = 1 << 0, 1 << 3, 1 << 5, 1 << 6
 FUSE_GETATTR_FH = 1
 FUSE_EXT_GROUPS = 32
 RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+O_EXCL = 0o200
+XATTR_CREATE = 1
 SEEK_DATA = 3
 F_WRLCK = 1
 
@@ -68,10 +73,11 @@ class Session:
         self.records.append(hdr + body)
         return self.unique
 
-    def data(self, mode):
+    def data(self, mode, direct=False):
+        """The input: byte 0, then each record behind its length (top bit: fed directly)."""
         out = bytes([mode])
         for r in self.records:
-            out += struct.pack("<I", len(r)) + r
+            out += struct.pack("<I", len(r) | (DIRECT if direct else 0)) + r
         return out
 
 
@@ -342,6 +348,43 @@ def extra_seeds():
     s.req("FUSE_STATFS", ROOT)
     out.append(("file-lifecycle-uring-raw", s, SPLIT | RAW))
     out.append(("file-lifecycle-traced", s, DEBUG))
+    out.append(("file-lifecycle-direct", s, 0, True))
+    out.append(("file-lifecycle-direct-uring", s, SPLIT, True))
+    # Swapping a directory and a file, and an O_TMPFILE file given a name.
+    s = Session()
+    s.req("FUSE_MKDIR", ROOT, struct.pack("<II", S_IFDIR | 0o755, 0o022), names("d"))
+    s.req("FUSE_CREATE", ROOT, create_in(), names("f"))
+    s.req("FUSE_WRITE", 3, write_in(1, 0, 5), b"hello")
+    s.req("FUSE_RENAME2", ROOT, struct.pack("<QII", ROOT, RENAME_EXCHANGE, 0), names("d", "f"))
+    s.req("FUSE_TMPFILE", 2, create_in(O_RDWR, S_IFREG | 0o600))
+    s.req("FUSE_WRITE", 4, write_in(2, 0, 3), b"tmp")
+    s.req("FUSE_LINK", ROOT, struct.pack("<Q", 4), names("named"))
+    s.req("FUSE_READDIRPLUS", 2, read_in(0, 0, 4096, O_RDONLY))
+    out.append(("rename-exchange-tmpfile-link", s, 0))
+
+    # Requests that must fail, each in its own way (replayed without --strict's checks).
+    s = Session()
+    s.req("FUSE_MKDIR", ROOT, struct.pack("<II", S_IFDIR | 0o755, 0), names("a"))
+    s.req("FUSE_MKDIR", 2, struct.pack("<II", S_IFDIR | 0o755, 0), names("b"))
+    s.req("FUSE_RENAME", ROOT, struct.pack("<Q", 3), names("a", "c"))  # into itself
+    s.req("FUSE_RENAME2", ROOT, struct.pack("<QII", ROOT, RENAME_EXCHANGE | RENAME_NOREPLACE, 0),
+          names("a", "x"))
+    s.req("FUSE_RMDIR", ROOT, b"", names("a"))  # not empty
+    s.req("FUSE_LINK", ROOT, struct.pack("<Q", 2), names("dirlink"))
+    s.req("FUSE_UNLINK", ROOT, b"", names("a"))
+    s.req("FUSE_LOOKUP", ROOT, b"", names("n" * 300))
+    s.req("FUSE_CREATE", ROOT, create_in(O_RDWR | O_CREAT | O_EXCL), names("e"))
+    s.req("FUSE_CREATE", ROOT, create_in(O_RDWR | O_CREAT | O_EXCL), names("e"))
+    s.req("FUSE_WRITE", 4, write_in(1, (1 << 63) - 2, 4), b"big!")
+    s.req("FUSE_SETXATTR", 4, struct.pack("<IIII", 1, XATTR_CREATE, 0, 0), names("user.k") + b"1")
+    s.req("FUSE_SETXATTR", 4, struct.pack("<IIII", 1, XATTR_CREATE, 0, 0), names("user.k") + b"2")
+    s.req("FUSE_GETXATTR", 4, getxattr_in(0), names("user.none"))
+    s.req("FUSE_READLINK", 4)
+    s.req("FUSE_OPEN", 2, struct.pack("<II", O_RDWR, 0))
+    s.req("FUSE_FALLOCATE", 4, struct.pack("<QQQII", 1, 0, 1 << 40, 0, 0))  # no space
+    s.req("FUSE_LSEEK", 4, struct.pack("<QQII", 1, 1 << 30, SEEK_DATA, 0))
+    s.req("FUSE_GETATTR", 99, struct.pack("<IIQ", 0, 0, 0))
+    out.append(("errors-many", s, 0))
     return out
 
 
@@ -355,9 +398,9 @@ def main():
             with open(os.path.join(outdir, name + suffix + ".bin"), "wb") as f:
                 f.write(s.data(mode | layout))
             written += 1
-    for name, s, mode in extra_seeds():
+    for name, s, mode, *direct in extra_seeds():
         with open(os.path.join(outdir, name + ".bin"), "wb") as f:
-            f.write(s.data(mode))
+            f.write(s.data(mode, bool(direct and direct[0])))
         written += 1
     print("gen_corpus.py: %d opcodes, %d inputs in %s" % (len(OPS), written, outdir))
 

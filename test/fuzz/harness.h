@@ -5,7 +5,7 @@
  * Input format (see README.md): byte 0 holds mode bits, then records, each a 32-bit
  * little-endian length and that many bytes of one request in the /dev/fuse layout
  * (fuse_in_header, the opcode's fixed argument struct, the remaining arguments). A length
- * larger than what is left takes what is left.
+ * larger than what is left takes what is left; its top bit is FUZZ_RECORD_DIRECT.
  */
 #ifndef RINGFUSE_FUZZ_HARNESS_H
 #define RINGFUSE_FUZZ_HARNESS_H
@@ -23,6 +23,10 @@
 #define FUZZ_MODE_OLD_KERNEL   0x20 /* harness INIT from 7.26: no INIT_EXT, no SETXATTR_EXT */
 #define FUZZ_MODE_PERM_CHECK   0x40 /* memfs checks permissions (no_default_permissions) */
 #define FUZZ_MODE_DEBUG	       0x80 /* -d: every request traced (formatted, then discarded) */
+
+/* In a record's length: feed it straight to rf_dispatch_msg() / rf_dispatch_split() with
+ * each part in a heap block of exactly its size, rather than through the memory transport. */
+#define FUZZ_RECORD_DIRECT 0x80000000u
 
 #define FUZZ_MAX_RECORDS 64
 
