@@ -725,7 +725,16 @@ static void do_interrupt(struct msg *m)
 	TRACE(m, "target #%" PRIu64, m->in.interrupt.unique);
 	/* Marks the target, so rf_req_interrupted() sees it even without an interrupt op. */
 	target = rf_session_find_req(se, m->in.interrupt.unique);
-	if (target && se->ops.interrupt)
+	if (!target) {
+		/*
+		 * The target is not in a handler (yet): on io-uring an interrupt on /dev/fuse can
+		 * overtake its request on the ring. EAGAIN makes the kernel queue the interrupt
+		 * again; once the target is answered the kernel drops it.
+		 */
+		rf_reply_err(m->req, EAGAIN);
+		return;
+	}
+	if (se->ops.interrupt)
 		se->ops.interrupt(target, se->userdata);
 	rf_reply_none(m->req);
 }

@@ -305,8 +305,13 @@ static void *ctl_main(void *arg)
 		if (pfd[1].revents)
 			break;
 		fd = accept4(ctl.lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd < 0)
-			continue; /* the client gave up already, or a transient shortage */
+		if (fd < 0) {
+			/* Out of descriptors or memory: the client stays queued; do not spin. */
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
+				usleep(100000);
+			continue;
+		}
 		stop = peer_allowed(fd) && serve(fd, buf);
 		close(fd);
 		if (stop)

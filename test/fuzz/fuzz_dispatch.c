@@ -5,8 +5,11 @@
  * Each input runs on a fresh memory session and a fresh, empty memfs, so a finding replays
  * from its input alone. Byte 0 picks the layout (the /dev/fuse message or the io-uring ring
  * entry with header, op_in and payload apart) and a few session settings; the records after it
- * are fed one by one (the format is in harness.h and README.md). Unless the input brings its
- * own, a valid INIT goes first, so requests get past the "before INIT" check.
+ * are fed one by one (the format is in harness.h and README.md), each through the memory
+ * transport or, when its length's top bit says so, straight into rf_dispatch_msg() /
+ * rf_dispatch_split() with every part in a heap block of exactly its size, where ASan sees any
+ * read past the message. Unless the input brings its own, a valid INIT goes first, so requests
+ * get past the "before INIT" check.
  *
  * The harness plays the kernel's part where memfs relies on it: the kernel only ever sends
  * back file handles the server gave out and has not had released (memfs's handle is its node
@@ -569,10 +572,10 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 		memcpy(rec + sizeof(ih), op_copy, take);
 
 	if (split) {
-		memcpy(op_in, op_copy, sizeof(op_in));
 		size_t op_in_len = (mode & FUZZ_MODE_RAW) ? take : sizeof(op_in);
 		const unsigned char *payload;
 
+		memcpy(op_in, op_copy, sizeof(op_in));
 		payload_len = body_len - take;
 		payload = payload_len ? rec + sizeof(ih) + take : NULL;
 		if (direct)

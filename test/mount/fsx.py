@@ -594,7 +594,7 @@ class Clients:
         problems = []
         for i, (pid, r, chunks) in self.procs.items():
             if i in hung:
-                problems.append("client %d: still running %.0fs after it started (hung)" %
+                problems.append("client %d: still running %.0fs into the wait for it (hung)" %
                                 (i, timeout))
             if r in open_fds:
                 try:
@@ -703,8 +703,11 @@ def record(kind, run):
     """Add one test's record to this session's result file of that kind (the file is started
     afresh by the first record of a session)."""
     if kind not in _results:
+        argv = list(sys.argv)
+        if argv and argv[0].endswith(os.path.join("pytest", "__main__.py")):
+            argv[0] = "-m pytest"
         _results[kind] = {"kind": kind, "build": rfutil.build_dir(),
-                          "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+                          "command": " ".join([os.path.basename(sys.executable)] + argv),
                           "env": {k: v for k, v in os.environ.items()
                                   if k.startswith("RINGFUSE_")},
                           "kernel": os.uname().release, "cpus": os.cpu_count(),

@@ -27,7 +27,16 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 ALL_TRANSPORTS = ("uring", "dev", "uring-rw")
-ALL_FS = ("memfs", "passthrough")
+ALL_FS = ("memfs", "memfs-defer", "passthrough")
+# Variants of a shipped filesystem: (the filesystem, extra -o options). memfs-defer answers
+# every request from a pool of threads after the handler returned (-o defer=4), so the whole
+# suite also goes through the library's deferred-reply path.
+FS_VARIANTS = {"memfs-defer": ("memfs", ("defer=4",))}
+
+
+def base_fs(fs):
+    """The filesystem a variant runs ("memfs" for "memfs-defer")."""
+    return FS_VARIANTS.get(fs, (fs, ()))[0]
 
 MOUNT_TIMEOUT = 10.0  # daemon start -> mount visible and INIT answered
 EXIT_TIMEOUT = 5.0  # unmount or signal -> daemon gone
@@ -61,7 +70,7 @@ def build_dir():
 
 
 def fs_binary(fs):
-    return os.path.join(build_dir(), "fs", "ringfuse-" + fs)
+    return os.path.join(build_dir(), "fs", "ringfuse-" + base_fs(fs))
 
 
 def selected(env, all_values):
@@ -340,7 +349,7 @@ class Mount:
         if fs == "passthrough" and self.src is None:
             self.src = make_dir("src-")
         self.log_path = self.path.rstrip("/") + ".%d.log" % int(time.monotonic() * 1e6)
-        self.opts = tuple(self.DEFAULT_OPTS) + tuple(opts)
+        self.opts = tuple(self.DEFAULT_OPTS) + FS_VARIANTS.get(fs, (fs, ()))[1] + tuple(opts)
         self.expect_clean = True
         self.allow_errors = False
         self.watchdog_fired = False

@@ -196,7 +196,7 @@ def clean_unmount(mounter, transport, fs, cache):
                    seed=seed) as rec:
         want = write_set(m.path, seed)
         rec["bytes_written"] = sum(len(v) for v in want.values())
-        if fs == "memfs":
+        if rfutil.base_fs(fs) == "memfs":
             # memfs keeps nothing after the unmount: read it back through the mount, from
             # the daemon (page cache dropped, and O_DIRECT).
             for name, data in want.items():
