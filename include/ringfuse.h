@@ -497,8 +497,8 @@ const char *rf_session_opt(const rf_session *se, const char *key);
  * asked for (-EOPNOTSUPP otherwise), mount, daemonise unless -f (the calling process forks and
  * the parent exits 0: threads started before this call are not in the child), serve on the
  * calling thread until unmounted, aborted or asked to stop, then unmount, stop the transport
- * and call destroy. For its duration SIGINT, SIGTERM and SIGHUP stop the session (exit status
- * 0), SIGUSR1 prints the statistics to stderr, SIGUSR2 wakes the library's threads; SIGPIPE
+ * and call destroy. For its duration SIGINT, SIGTERM and SIGHUP stop the session (a clean
+ * end), SIGUSR1 prints the statistics to stderr, SIGUSR2 wakes the library's threads; SIGPIPE
  * is ignored. One running session per process. Returns 0 on a clean end or a negative errno.
  */
 int rf_session_run(rf_session *se);

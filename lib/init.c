@@ -87,9 +87,12 @@ static void default_limits(rf_session *se, const struct fuse_init_in *in)
 	 * max_background on top of the queue depth: the two multiply, so size it from
 	 * queues x depth instead of the kernel's default of 12.
 	 */
-	bg = se->opts.max_background ? se->opts.max_background : uring_queues() * depth;
-	if (bg < 64)
-		bg = 64;
+	bg = se->opts.max_background;
+	if (!bg) {
+		bg = uring_queues() * depth;
+		if (bg < 64)
+			bg = 64;
+	}
 	if (bg > 65535)
 		bg = 65535;
 	c->max_background = (uint16_t)bg;

@@ -104,17 +104,40 @@ static int receive_fd(int sock)
 	return fd;
 }
 
+/* fusermount3 takes mount flags as option words; it enforces nosuid,nodev itself. */
+static void flag_words(const rf_session *se, char *buf, size_t size)
+{
+	static const struct {
+		unsigned long flag;
+		const char *word;
+	} words[] = {{MS_NOEXEC, ",noexec"},
+		     {MS_NOATIME, ",noatime"},
+		     {MS_NODIRATIME, ",nodiratime"},
+		     {MS_SYNCHRONOUS, ",sync"},
+		     {MS_DIRSYNC, ",dirsync"}};
+	size_t used = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+		if ((se->opts.mount_flags & words[i].flag) && used + strlen(words[i].word) < size) {
+			strcpy(buf + used, words[i].word);
+			used += strlen(words[i].word);
+		}
+	}
+}
+
 static int mount_with_fusermount(rf_session *se)
 {
-	char opts[512], common[128];
+	char opts[512], common[128], flags[96];
 	int sv[2], status, fd, n;
 	pid_t pid;
 
 	if (common_opts(se, common, sizeof(common)))
 		return -EINVAL;
-	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s", fs_name(se),
+	flag_words(se, flags, sizeof(flags));
+	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s%s", fs_name(se),
 		     se->opts.subtype ? ",subtype=" : "", se->opts.subtype ? se->opts.subtype : "",
-		     common);
+		     common, flags);
 	if (n < 0 || (size_t)n >= sizeof(opts))
 		return -E2BIG;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)

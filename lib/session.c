@@ -74,6 +74,10 @@ const char *rf_session_transport(const rf_session *se)
 void rf_session_exit(rf_session *se)
 {
 	atomic_store(&se->exiting, true);
+	/* The main thread may be blocked in read() of /dev/fuse: interrupt it. Called from a
+	 * signal handler on the main thread itself, the read returns EINTR anyway. */
+	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
+		pthread_kill(se->main_thread, SIGUSR2);
 }
 
 void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st)

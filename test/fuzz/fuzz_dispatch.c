@@ -628,7 +628,10 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 			     rf_opcode_name(ih.opcode), ih.unique);
 		return;
 	}
-	if (no_reply_op(ih.opcode))
+	/* The kernel takes a header-only error for an INTERRUPT (EAGAIN: queue it again,
+	 * ENOSYS: stop sending them) and rejects any other reply to these. */
+	if (no_reply_op(ih.opcode) &&
+	    !(ih.opcode == FUSE_INTERRUPT && reply->error < 0 && reply->len == 0))
 		FAIL("%s got a reply the kernel would reject", rf_opcode_name(ih.opcode));
 	if (reply->error > 0 || reply->error < -511)
 		FAIL("%s: error %d out of range", rf_opcode_name(ih.opcode), reply->error);
@@ -639,7 +642,8 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 		if (refused)
 			STRICT("%s #%" PRIu64 " refused as malformed (error %d)",
 			       rf_opcode_name(ih.opcode), ih.unique, reply->error);
-		else if (!(reply->error == -ENOSYS && enosys_op(ih.opcode)))
+		else if (!(reply->error == -ENOSYS && enosys_op(ih.opcode)) &&
+			 !(reply->error == -EAGAIN && ih.opcode == FUSE_INTERRUPT))
 			STRICT("%s #%" PRIu64 " failed: %s", rf_opcode_name(ih.opcode), ih.unique,
 			       strerror(-reply->error));
 		return;

@@ -9,7 +9,7 @@ and with O_DIRECT) against an in-memory model. The O_DIRECT variant does the sam
 and, for passthrough, straight from the source directory.
 
 Seeds: RINGFUSE_FSX_SEED=<n> replays one (a failure prints its seed and op count);
-RINGFUSE_FSX_SECONDS (default 6; the O_DIRECT variant gets half) and RINGFUSE_FSX_OPS bound
+RINGFUSE_FSX_SECONDS (default 5; the O_DIRECT variant gets half) and RINGFUSE_FSX_OPS bound
 the run. Soak: RINGFUSE_SOAK_SECONDS=600 python3 -m pytest test/mount/test_integrity.py -k soak
 runs each filesystem/transport pair that long (narrow it with RINGFUSE_FS/RINGFUSE_TRANSPORTS).
 """
@@ -21,7 +21,7 @@ import pytest
 import rfutil
 from fsx import Fsx, env_seed, extend_watchdog, recording
 
-SECONDS = float(os.environ.get("RINGFUSE_FSX_SECONDS", "6"))
+SECONDS = float(os.environ.get("RINGFUSE_FSX_SECONDS", "5"))
 MAX_OPS = int(os.environ.get("RINGFUSE_FSX_OPS", "10000000"))
 
 

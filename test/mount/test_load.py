@@ -5,7 +5,7 @@ measured round the daemon's memory (VmRSS) and descriptor count are taken after 
 and again at the end, both times with every file deleted: descriptors must come back to the
 same count and memory may not keep growing.
 
-RINGFUSE_LOAD_SECONDS (default 6) is the length of the measured round, RINGFUSE_LOAD_CLIENTS
+RINGFUSE_LOAD_SECONDS (default 5) is the length of the measured round, RINGFUSE_LOAD_CLIENTS
 (default 64) the number of clients.
 """
 
@@ -18,7 +18,7 @@ import time
 import rfutil
 from fsx import Board, Clients, KiB, MiB, daemon_usage, env_seed, recording, sanitized
 
-SECONDS = float(os.environ.get("RINGFUSE_LOAD_SECONDS", "6"))
+SECONDS = float(os.environ.get("RINGFUSE_LOAD_SECONDS", "5"))
 WARMUP_SECONDS = 1.5
 NCLIENTS = int(os.environ.get("RINGFUSE_LOAD_CLIENTS", "64"))
 MAX_FILES = 8  # live files per client
