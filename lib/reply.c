@@ -151,8 +151,9 @@ static int send_claimed(rf_req *req, int error, size_t len)
 	rf_session *se = req->se;
 	struct rf_queue_stats *st = req->stats;
 
-	if (no_reply_op(req->opcode)) {
-		/* The kernel would reject an answer to these; finishing is all there is to do. */
+	/* An INTERRUPT is answered only to ask for it again (EAGAIN); otherwise it, like the
+	 * other no-reply opcodes, is just finished: the kernel would reject an answer. */
+	if (no_reply_op(req->opcode) && !(req->opcode == FUSE_INTERRUPT && error == -EAGAIN)) {
 		if (se && se->opts.debug)
 			rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " (no reply)", req->unique);
 		req->rops->drop(req);

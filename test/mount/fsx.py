@@ -563,6 +563,24 @@ class Clients:
             self.procs[i] = (pid, r, [])
         return self
 
+    def wait_exited(self, timeout):
+        """Wait up to timeout for every child to exit on its own; True if they all did.
+        (Children reaped here are still joined normally.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            running = 0
+            for pid, _, _ in self.procs.values():
+                try:
+                    if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                        running += 1
+                except ChildProcessError:
+                    pass
+            if not running:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
     def join(self, timeout, on_hang=None):
         """Wait up to timeout for every child. Returns (results, problems): results[i] is the
         value client i returned or None; problems lists the clients that raised, died or hung.

@@ -156,20 +156,9 @@ class Load:
     def stop_and_finish(self, grace):
         """Give the clients `grace` seconds to stop on their own, then raise the stop flag,
         and join them."""
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < grace and not self._all_exited():
-            time.sleep(0.05)
+        self.clients.wait_exited(grace)
         self.board.stop()
         return self.finish(CLIENT_TIMEOUT)
-
-    def _all_exited(self):
-        for pid, _, _ in self.clients.procs.values():
-            try:
-                if os.waitpid(pid, os.WNOHANG) == (0, 0):
-                    return False
-            except ChildProcessError:
-                pass
-        return True
 
     def cleanup(self):
         if not self.joined:

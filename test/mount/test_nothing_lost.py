@@ -109,6 +109,9 @@ def test_fsynced_data_survives_sigkill(mounter, transport, fs, cache):
             acked_at_kill = sum(board.progress(NFILES + k) for k in range(NFILES))
             os.kill(m.pid, signal.SIGKILL)
             assert m.wait_exit() == -signal.SIGKILL
+            # Let the writer run into the dead connection on its own before it is told to
+            # stop (it may not have been scheduled while the daemon was dying).
+            cl.wait_exited(10.0)
         finally:
             board.stop()
             results, problems = cl.join(20.0, on_hang=m.abort)
