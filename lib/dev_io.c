@@ -258,10 +258,14 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 			}
 			if (err == ENOENT) /* request interrupted before we read it */
 				continue;
-			if (err != ENODEV)
+			/* The connection ending is not an error: ENODEV after unmount, and
+			 * ECONNABORTED/ENOTCONN when a read races the teardown. */
+			bool ended = err == ENODEV || err == ECONNABORTED || err == ENOTCONN;
+
+			if (!ended)
 				rf_log(RF_LOG_ERR, "ringfuse: reading /dev/fuse failed: %s",
 				       strerror(err));
-			ret = err == ENODEV ? 0 : -err;
+			ret = ended ? 0 : -err;
 			rf_session_conn_lost(se);
 			break;
 		}
