@@ -107,6 +107,7 @@ enum rf_transport_choice { RF_TP_AUTO, RF_TP_URING, RF_TP_DEV, RF_TP_URING_RW };
 struct rf_opts {
 	bool foreground, debug, single_thread, allow_other, default_permissions, ro, stats;
 	bool uring_pin;
+	bool uring_defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN on queue rings */
 	char *fsname, *subtype;
 	uint32_t max_write;	 /* 0: library default */
 	uint32_t max_background; /* 0: sized from queues x depth */

@@ -793,11 +793,17 @@ static int queue_alloc(struct uring_queue *q)
 static int queue_ring_init(struct uring_queue *q)
 {
 	const unsigned int base = IORING_SETUP_SQE128;
-	/* Spinning needs completions posted without our help, so no deferred task work then. */
+	/*
+	 * Spinning needs completions posted without our help, so no deferred task work then.
+	 * DEFER_TASKRUN is opt-in (uring_defer_taskrun=1): measured on the benchmark it adds a
+	 * wake-up round trip per request, because the kernel hands each request to the queue as
+	 * task work (docs/performance.md).
+	 */
+	const bool defer = !q->spin_ns && q->se->opts.uring_defer_taskrun;
 	const unsigned int tries[] = {
-		q->spin_ns ? base | IORING_SETUP_SINGLE_ISSUER
-			   : base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-				     IORING_SETUP_COOP_TASKRUN,
+		defer ? base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+				IORING_SETUP_COOP_TASKRUN
+		      : base | IORING_SETUP_SINGLE_ISSUER,
 		q->spin_ns ? base : base | IORING_SETUP_COOP_TASKRUN,
 		base,
 	};
