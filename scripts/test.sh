@@ -32,4 +32,14 @@ if [ -z "${RINGFUSE_SKIP_ASAN:-}" ]; then
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
 		run_suite asan build-asan "-Dasan=true -Db_lundef=false"
 fi
+if [ -z "${RINGFUSE_SKIP_TSAN:-}" ]; then
+	# ThreadSanitizer on the unit suite (deferred replies racing new requests).
+	if scripts/build.sh build-tsan -Dtsan=true -Db_lundef=false; then
+		meson test -C build-tsan --suite unit --print-errorlogs --logbase unit-tsan >/dev/null 2>&1
+		cp build-tsan/meson-logs/unit-tsan.json "$results/" 2>/dev/null
+	else
+		echo "ringfuse: build build-tsan failed"
+		failed_steps=$((failed_steps + 1))
+	fi
+fi
 /usr/bin/python3 scripts/count_results.py "$results" "$failed_steps"
