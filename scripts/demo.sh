@@ -42,4 +42,4 @@ rm -f "$log"
 
 echo
 echo "== ringfuse-bench --quick: memfs over each transport, native tmpfs as the ceiling"
-./build/tools/bench/ringfuse-bench --quick --fs memfs --build build
+./build/tools/bench/ringfuse-bench --quick --fs memfs --build-dir build
