@@ -814,7 +814,7 @@ static void do_syncfs(struct msg *m)
 
 static void do_enosys(struct msg *m)
 {
-	TRACE(m, "%s", "not implemented");
+	TRACE(m, "%s", "no such operation: ENOSYS");
 	rf_reply_err(m->req, ENOSYS);
 }
 

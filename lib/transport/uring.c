@@ -916,7 +916,6 @@ static bool queue_busy(struct uring_queue *q)
 	return false;
 }
 
-/* Free a queue whose thread is gone; *wait_us bounds the wait for handlers still running. */
 /*
  * Queues kept because a handler may still answer into them; reachable from here so that
  * leak checkers see a deliberate decision rather than a leak.
@@ -930,6 +929,7 @@ static void queue_bury(struct uring_queue *q)
 		;
 }
 
+/* Free a queue whose thread is gone; *wait_us bounds the wait for handlers still running. */
 static void queue_free(struct uring_tp *tp, struct uring_queue *q, unsigned int *wait_us)
 {
 	rf_session *se = tp->se;
