@@ -13,6 +13,10 @@ static void mfs_init(void *userdata, struct rf_conn_info *conn)
 	if (fs.writeback)
 		want |= RF_CAP_WRITEBACK_CACHE;
 	conn->want |= want & conn->capable;
+	/* File data only changes through this mount, or through the control socket, which
+	 * notifies the kernel itself. Checking mtime before each read would cost a GETATTR per
+	 * read whenever attributes are not cached (cache=none). */
+	conn->want &= ~RF_CAP_AUTO_INVAL_DATA;
 	conn->time_gran = 1;
 	fs.killpriv_v2 = (conn->want & conn->capable & RF_CAP_HANDLE_KILLPRIV_V2) != 0;
 	/* Threads start here, not in main(): a daemon that detaches forks after main() handed
