@@ -208,15 +208,6 @@ static size_t round_up(size_t n, size_t to)
 	return (n + to - 1) / to * to;
 }
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 /* Highest possible CPU + 1: the kernel's queue count, and the valid range of qids. */
 static unsigned int possible_cpus(void)
 {
@@ -654,7 +645,16 @@ static void queue_arm_wake(struct uring_queue *q)
 	q->efd_armed = true;
 }
 
-/* Busy-poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work. */
+/*
+ * Poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work.
+ *
+ * Why poll: the kernel queues a request on the caller's CPU, where this thread is pinned.
+ * A queue asleep in io_uring_enter leaves that CPU idle, and the scheduler then wakes the
+ * caller, once answered, on whichever CPU is idle, so the caller and its queue chase each
+ * other across CPUs, each hop a wake-up from idle. Why yield rather than pause: the caller
+ * shares this CPU, and between its requests it must run at once, not when our time slice
+ * ends (pausing made one request in ten wait out the whole spin).
+ */
 static bool queue_spin(struct uring_queue *q)
 {
 	uint64_t end;
@@ -668,7 +668,7 @@ static bool queue_spin(struct uring_queue *q)
 		if (io_uring_cq_ready(&q->ring) ||
 		    atomic_load_explicit(&q->deferred, memory_order_relaxed))
 			return true;
-		cpu_relax();
+		sched_yield();
 	} while (rf_now_ns() < end);
 	return false;
 }
