@@ -87,6 +87,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -95,6 +96,7 @@
 
 #if defined(__has_include)
 #if __has_include(<linux/openat2.h>)
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #endif
 #endif
@@ -129,6 +131,7 @@ struct open_how {
 #define FH_DIRECT      (1ull << 32) /* the backing fd is O_DIRECT */
 #define FH_PT	       (1ull << 33) /* kernel passthrough: holds a use of the inode's backing id */
 #define FH_PLAIN       (1ull << 34) /* counted in the inode's opens without passthrough */
+#define FH_INLINE      (1ull << 35) /* memory-backed: I/O on the calling thread (io_file()) */
 #define FH_ALIGN_SHIFT 40	    /* 8 bits: log2 of the O_DIRECT memory alignment */
 #define TIMEOUT_AUTO   1.0
 #define TIMEOUT_ALWAYS 86400.0
@@ -207,6 +210,19 @@ static const char *proc_path(int fd, char buf[PROC_PATH_MAX])
 static int fh_fd(const struct rf_file_info *fi)
 {
 	return (int)(uint32_t)fi->fh;
+}
+
+/*
+ * The backing fd for the request's backend I/O. tmpfs and ramfs cannot do I/O without blocking
+ * the way io_uring asks (no RWF_NOWAIT), so the ring would pass each of their operations to a
+ * worker thread; they never wait for a device, so the queue thread does them itself. fio 4K
+ * O_DIRECT randread QD1 over a tmpfs source, cache=none, transport=uring: 45.0k -> 84.2k IOPS.
+ */
+static int io_file(rf_req *req, const struct rf_file_info *fi)
+{
+	if (fi->fh & FH_INLINE)
+		rf_io_inline(req);
+	return fh_fd(fi);
 }
 
 static bool is_dot_or_dotdot(const char *name)
@@ -1101,9 +1117,21 @@ static unsigned int dio_align_shift(int fd)
 	return (unsigned int)__builtin_ctz(align);
 }
 
+/* Whether fd's data lives in memory only, so that no read or write of it waits for a device. */
+static bool memory_backed(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	return sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+}
+
 static void set_open_reply(struct rf_file_info *fi, int fd)
 {
 	fi->fh = (uint64_t)(uint32_t)fd;
+	if (memory_backed(fd))
+		fi->fh |= FH_INLINE;
 	if (fi->flags & O_DIRECT)
 		fi->fh |= FH_DIRECT | (uint64_t)dio_align_shift(fd) << FH_ALIGN_SHIFT;
 	fi->direct_io = (fi->flags & O_DIRECT) != 0;
@@ -1360,13 +1388,13 @@ static void pt_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_f
 		if (size > cap)
 			size = cap;
 		if (size)
-			read_direct(req, fh_fd(fi), payload, cap, size, off, align);
+			read_direct(req, io_file(req, fi), payload, cap, size, off, align);
 		else
 			rf_reply_data(req, 0);
 		return;
 	}
 	/* Into the payload, continuing short reads up to end of file. */
-	rf_io_reply_read(req, fh_fd(fi), size, off);
+	rf_io_reply_read(req, io_file(req, fi), size, off);
 }
 
 /* The data was copied to an aligned place (arg), in the payload or a bounce buffer of its own. */
@@ -1425,9 +1453,9 @@ static void pt_write(rf_req *req, rf_ino ino, const char *buf, size_t size, off_
 
 	(void)ino;
 	if (align > 1 && size && align_gap(buf, align))
-		write_direct(req, fh_fd(fi), buf, size, off, align);
+		write_direct(req, io_file(req, fi), buf, size, off, align);
 	else
-		rf_io_reply_write(req, fh_fd(fi), buf, size, off);
+		rf_io_reply_write(req, io_file(req, fi), buf, size, off);
 }
 
 static void pt_flush(rf_req *req, rf_ino ino, struct rf_file_info *fi)
@@ -1455,13 +1483,13 @@ static void pt_release(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 static void pt_fsync(rf_req *req, rf_ino ino, int datasync, struct rf_file_info *fi)
 {
 	(void)ino;
-	rf_io_reply_fsync(req, fh_fd(fi), datasync);
+	rf_io_reply_fsync(req, io_file(req, fi), datasync);
 }
 
 static void pt_fallocate(rf_req *req, rf_ino ino, int mode, off_t offset, off_t length,
 			 struct rf_file_info *fi)
 {
-	int err = rf_io_fallocate(req, fh_fd(fi), mode, offset, length, status_done, NULL);
+	int err = rf_io_fallocate(req, io_file(req, fi), mode, offset, length, status_done, NULL);
 
 	(void)ino;
 	if (err)

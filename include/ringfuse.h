@@ -447,6 +447,13 @@ int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off);
 int rf_io_reply_write(rf_req *req, int fd, const void *buf, size_t size, off_t off);
 /* fsync/fdatasync fd, then reply with its result. */
 int rf_io_reply_fsync(rf_req *req, int fd, int datasync);
+/*
+ * Run this request's backend I/O (the rf_io_* calls above) on the calling thread rather than on
+ * the queue's ring. For files that never wait for a device yet cannot be read or written
+ * without blocking as io_uring asks (tmpfs, ramfs: no RWF_NOWAIT): io_uring would hand each
+ * operation to a worker thread, which costs more than the operation.
+ */
+void rf_io_inline(rf_req *req);
 
 /* ---- Kernel passthrough (FUSE_PASSTHROUGH, Linux 6.9+) ----
  * Ask for RF_CAP_PASSTHROUGH in init(). Register an open backing file with the kernel and put

@@ -55,13 +55,19 @@ static int io_start(rf_req *req)
 
 	if (req->io.len > INT32_MAX)
 		req->io.len = INT32_MAX; /* results travel as int; callers continue short I/O */
-	if (req->rops->io_submit) {
+	if (req->rops->io_submit && !req->io_inline) {
 		ret = req->rops->io_submit(req);
 		if (ret != -EAGAIN)
 			return ret;
 	}
 	rf_io_complete(req, rf_io_run_sync(&req->io));
 	return 0;
+}
+
+void rf_io_inline(rf_req *req)
+{
+	if (req)
+		req->io_inline = true;
 }
 
 static int io_prep(rf_req *req, enum rf_io_op op, int fd, rf_io_cb cb, void *arg)

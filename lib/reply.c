@@ -43,6 +43,7 @@ void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih)
 	if (ih->opcode < RF_STATS_OPCODES)
 		rf_stat_add(req->stats->by_opcode[ih->opcode], 1);
 	req->t_start_ns = rf_now_ns();
+	req->io_inline = false;
 	/* interrupted_unique is left alone: it only ever matches the unique it was set for,
 	 * and an interrupt that raced ahead of this request must not be forgotten. */
 	atomic_store_explicit(&req->state, RF_REQ_ACTIVE, memory_order_release);

@@ -82,6 +82,7 @@ struct rf_req {
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
 	struct rf_queue_stats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
+	bool io_inline;	 /* rf_io_inline(): backend I/O runs on the calling thread */
 	rf_req *next;	 /* transport-private list link (deferred replies) */
 	struct rf_io io; /* the backend operation in flight, if any */
 };
