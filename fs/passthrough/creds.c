@@ -1,0 +1,121 @@
+/*
+ * ringfuse-passthrough, acting for the caller. The daemon normally runs as root. Every operation
+ * that creates or changes something (create, mknod, mkdir, symlink, link, tmpfile, setattr, unlink,
+ * rmdir, rename, setxattr, removexattr, access, and opens for writing, truncating or O_NOATIME)
+ * runs with the caller's filesystem uid and gid and supplementary groups, switched on the handling
+ * thread only and switched back before the reply. That takes raw system calls: the glibc
+ * setgroups() wrapper changes every thread of the process. With a non-root fsuid the kernel
+ * drops CAP_CHOWN, CAP_DAC_*, CAP_FOWNER, CAP_FSETID and CAP_MKNOD, so the underlying
+ * filesystem applies its own rules: ownership of new objects and the setgid directory,
+ * sticky directories, chown/chmod/utimensat permissions, suid/sgid clearing, hard link
+ * protection. Two changes the kernel sends on behalf of callers who need not own the file are
+ * retried with the server's rights when the caller's fail: a mode change that only clears
+ * suid/sgid (after a write or truncate by another user), and, with writeback, explicit times
+ * for a caller who may write (the kernel turns touch and write into explicit c/mtime).
+ * Plain reads and lookups keep the server's rights: the kernel checked them
+ * (default_permissions) before asking. So does I/O on an open descriptor (read, write, fsync,
+ * fallocate): the open was checked, and io_uring workers could not take a switched fsuid
+ * anyway. The library does not negotiate FUSE_DONT_MASK, so the
+ * kernel applies the caller's umask to create modes before sending them: the daemon runs with
+ * umask 0 and passes modes through unchanged (ctx->umask is applied only if DONT_MASK ever is).
+ */
+#include "passthrough.h"
+
+#define NGROUPS_ON_STACK 64
+
+static int groups_of_caller(rf_req *req, gid_t *stack, gid_t **groups)
+{
+	int n = rf_req_getgroups(req, NGROUPS_ON_STACK, stack);
+
+	*groups = stack;
+	if (n > NGROUPS_ON_STACK) {
+		int want = n;
+
+		*groups = malloc((size_t)want * sizeof(gid_t));
+		if (!*groups)
+			return -ENOMEM;
+		n = rf_req_getgroups(req, want, *groups);
+		if (n > want)
+			n = want;
+	}
+	/* No /proc entry (the caller exited, or a kernel-internal request): no extra groups,
+	 * which can only deny, never grant. */
+	return n < 0 ? 0 : n;
+}
+
+/* Switch this thread's filesystem identity to the caller's. */
+int creds_enter(rf_req *req, struct creds *c)
+{
+	const struct rf_ctx *ctx = rf_req_ctx(req);
+	gid_t stack[NGROUPS_ON_STACK], *groups;
+	int n, err = 0;
+
+	c->switched = false;
+	if (!fs.switch_creds || (ctx->uid == fs.uid && ctx->gid == fs.gid))
+		return 0;
+	n = groups_of_caller(req, stack, &groups);
+	if (n < 0)
+		return n;
+	if (syscall(SYS_setgroups, (size_t)n, groups) < 0)
+		err = neg_errno();
+	if (groups != stack)
+		free(groups);
+	if (err)
+		return err;
+	/* Undone in reverse order by creds_leave(). */
+	c->uid = ctx->uid;
+	c->gid = ctx->gid;
+	syscall(SYS_setfsgid, c->gid);
+	syscall(SYS_setfsuid, c->uid);
+	c->switched = true;
+	return 0;
+}
+
+/* Step out of the caller's identity for one call (the caller's groups stay: root ignores them). */
+void creds_pause(struct creds *c)
+{
+	if (!c->switched)
+		return;
+	syscall(SYS_setfsuid, fs.uid);
+	syscall(SYS_setfsgid, fs.gid);
+}
+
+void creds_resume(struct creds *c)
+{
+	if (!c->switched)
+		return;
+	syscall(SYS_setfsgid, c->gid);
+	syscall(SYS_setfsuid, c->uid);
+}
+
+void creds_leave(struct creds *c)
+{
+	if (!c->switched)
+		return;
+	syscall(SYS_setfsuid, fs.uid);
+	syscall(SYS_setfsgid, fs.gid);
+	syscall(SYS_setgroups, (size_t)fs.ngroups, fs.groups);
+	c->switched = false;
+}
+
+/* Root can switch; anyone else serves everything with their own rights. Checked once. */
+void creds_init(void)
+{
+	int n;
+
+	fs.uid = geteuid();
+	fs.gid = getegid();
+	n = getgroups(0, NULL);
+	if (n > 0) {
+		fs.groups = calloc((size_t)n, sizeof(gid_t));
+		if (fs.groups)
+			fs.ngroups = getgroups(n, fs.groups);
+		if (fs.ngroups < 0)
+			fs.ngroups = 0;
+	}
+	if (fs.uid != 0)
+		return;
+	syscall(SYS_setfsuid, 65534);
+	fs.switch_creds = (uid_t)syscall(SYS_setfsuid, fs.uid) == 65534;
+	syscall(SYS_setfsuid, fs.uid);
+}
