@@ -545,6 +545,7 @@ struct rf_queue_stats {
 	uint64_t bad_requests;		      /* malformed requests refused by the decoder */
 	uint64_t dup_replies;		      /* second replies refused */
 	uint64_t deferred;		      /* requests unanswered when their callback returned */
+	uint64_t spreads; /* io-uring: times the pinned queue thread was let onto every CPU */
 };
 struct rf_stats {
 	char transport[16];   /* as rf_session_transport() */

@@ -43,6 +43,8 @@ static void print_help(const char *prog)
 	       "    uring_depth=N          ring entries per io-uring queue (1..%d, default 16)\n"
 	       "    uring_spin_us=N        poll for completions N us before sleeping (default 50)\n"
 	       "    uring_pin=0|1          pin each queue thread to its CPU (default 1)\n"
+	       "    uring_spread=0|1       let a pinned queue with many requests in flight run on\n"
+	       "                           every CPU until the load drops (default 1)\n"
 	       "    uring_defer_taskrun=0|1  DEFER_TASKRUN on the queue rings (default 0)\n"
 	       "    threads=N              dev/uring-rw worker threads (default: online CPUs)\n"
 	       "    stats                  print per-queue statistics at exit and on SIGUSR1\n",
@@ -173,6 +175,8 @@ static int parse_one(struct rf_opts *o, char *opt)
 		o->uring_spin_us = (unsigned int)v;
 	} else if (!strcmp(opt, "uring_pin"))
 		ret = parse_bool(opt, val, &o->uring_pin);
+	else if (!strcmp(opt, "uring_spread"))
+		ret = parse_bool(opt, val, &o->uring_spread);
 	else if (!strcmp(opt, "uring_defer_taskrun"))
 		ret = parse_bool(opt, val, &o->uring_defer_taskrun);
 	else if (!strcmp(opt, "threads")) {
@@ -230,6 +234,7 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 
 	o->default_permissions = true;
 	o->uring_pin = true;
+	o->uring_spread = true;
 	/* Measured (docs/performance.md): waking a sleeping queue thread costs more than the
 	 * request itself on small requests; spinning 50 us after the last completion keeps a
 	 * busy queue awake and costs nothing once the queue goes idle. */

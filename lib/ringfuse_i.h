@@ -108,6 +108,7 @@ enum rf_transport_choice { RF_TP_AUTO, RF_TP_URING, RF_TP_DEV, RF_TP_URING_RW };
 struct rf_opts {
 	bool foreground, debug, single_thread, allow_other, default_permissions, ro, stats;
 	bool uring_pin;
+	bool uring_spread;	  /* a pinned queue under load may run on every CPU */
 	bool uring_defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN on queue rings */
 	char *fsname, *subtype;
 	uint32_t max_write;	 /* 0: library default */

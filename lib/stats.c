@@ -23,6 +23,7 @@ static void add_stats(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 	dst->bad_requests += rf_stat_get(src->bad_requests);
 	dst->dup_replies += rf_stat_get(src->dup_replies);
 	dst->deferred += rf_stat_get(src->deferred);
+	dst->spreads += rf_stat_get(src->spreads);
 }
 
 int rf_session_stats(rf_session *se, struct rf_stats *out)
@@ -53,12 +54,12 @@ static void print_line(int fd, const char *what, const struct rf_queue_stats *s)
 	dprintf(fd,
 		"ringfuse-stats: %s: requests %llu commits %llu enters %llu commits/enter %.2f "
 		"bytes_in %llu bytes_out %llu errors %llu bad %llu dup %llu deferred %llu "
-		"handler_avg_us %.2f\n",
+		"handler_avg_us %.2f spreads %llu\n",
 		what, (unsigned long long)s->requests, (unsigned long long)s->commits,
 		(unsigned long long)s->enters, per_enter, (unsigned long long)s->bytes_in,
 		(unsigned long long)s->bytes_out, (unsigned long long)s->errors,
 		(unsigned long long)s->bad_requests, (unsigned long long)s->dup_replies,
-		(unsigned long long)s->deferred, avg_us);
+		(unsigned long long)s->deferred, avg_us, (unsigned long long)s->spreads);
 }
 
 /* One line of per-opcode counts, only the opcodes that were seen. */

@@ -489,6 +489,12 @@ class Mount:
             time.sleep(0.01)
         return parse_stats(self.daemon.output())
 
+    def live_stats_text(self, timeout=EXIT_TIMEOUT):
+        """live_stats(), but the raw text of the newest statistics block."""
+        self.live_stats(timeout)
+        out = self.daemon.output()
+        return out[out.rfind("ringfuse-stats: transport"):]
+
     def close(self):
         """Teardown: take everything down, return a list of problems (empty if all is well)."""
         problems = []

@@ -4,6 +4,9 @@ CPU it runs on, many clients on all CPUs at once get correct data, and the depth
 validated."""
 
 import os
+import re
+import shutil
+import subprocess
 import time
 
 import pytest
@@ -97,6 +100,68 @@ def test_requests_follow_the_cpu(mnt):
         others = {q: d for q, d in delta.items() if q != cpu and d > noise}
         assert not others, "requests from CPU %d served by other queues: %s" % (cpu, delta)
     ring_stats(mnt)
+
+
+def queue_cpus(pid):
+    """{queue index: set of CPUs its thread may run on}, from /proc (threads "rf-uring-N")."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                comm = f.read().strip()
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                status = f.read()
+        except OSError:
+            continue
+        if not comm.startswith("rf-uring-"):
+            continue
+        allowed = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M).group(1)
+        cpus = set()
+        for part in allowed.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        out[int(comm[len("rf-uring-"):])] = cpus
+    return out
+
+
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("stats")
+def test_deep_client_spreads_its_queue_then_it_goes_home(mnt):
+    """A client with 32 reads in flight makes its queue leave its pinned CPU (so that client
+    and queue can run side by side); single requests afterwards bring it back."""
+    cpus = usable_cpus()
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    if not shutil.which("fio"):
+        pytest.skip("fio is not installed (apt-get install fio)")
+    cpu = cpus[-1]
+    make_file(mnt.p("f"), rand(16 * MiB, 7))
+    assert queue_cpus(mnt.pid)[cpu] == {cpu}
+    subprocess.run(["fio", "--name=deep", "--filename=" + mnt.p("f"), "--rw=randread",
+                    "--bs=4k", "--direct=1", "--ioengine=io_uring", "--iodepth=32",
+                    "--runtime=1", "--time_based", "--cpus_allowed=%d" % cpu,
+                    "--output=/dev/null"], check=True, timeout=60)
+    spread = queue_cpus(mnt.pid)[cpu]
+    assert spread > {cpu}, "queue %d still limited to %s after a QD32 load" % (cpu, spread)
+    assert re.search(r"queue %d: .*\bspreads [1-9]" % cpu, mnt.live_stats_text()), \
+        "no spread counted for queue %d\n%s" % (cpu, mnt.log_report())
+    pinned_statfs(mnt, cpu, 600)
+    assert queue_cpus(mnt.pid)[cpu] == {cpu}, "queue %d did not go back to its CPU" % cpu
+
+
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("uring_spread=0")
+def test_spreading_can_be_turned_off(mnt):
+    cpus = usable_cpus()
+    if len(cpus) < 2 or not shutil.which("fio"):
+        pytest.skip("needs two CPUs and fio")
+    cpu = cpus[-1]
+    make_file(mnt.p("f"), rand(4 * MiB, 8))
+    subprocess.run(["fio", "--name=deep", "--filename=" + mnt.p("f"), "--rw=randread",
+                    "--bs=4k", "--direct=1", "--ioengine=io_uring", "--iodepth=32",
+                    "--runtime=1", "--time_based", "--cpus_allowed=%d" % cpu,
+                    "--output=/dev/null"], check=True, timeout=60)
+    assert queue_cpus(mnt.pid)[cpu] == {cpu}
 
 
 def hammer(mnt, clients, rounds):
