@@ -116,6 +116,12 @@ static int setup(rf_session *se, int argc, char *argv[])
 	/* Modes arrive with the caller's umask applied; ours must not apply a second one. */
 	umask(0);
 	creds_init();
+	if (fs.switch_creds && !rf_session_default_permissions(se)) {
+		/* Lookups and reads run with our rights, on the strength of the kernel's checks. */
+		fprintf(stderr, "ringfuse-passthrough: no_default_permissions would let every "
+				"caller read SOURCE with this process's rights; refused\n");
+		return -EINVAL;
+	}
 	if (!fs.switch_creds)
 		fprintf(stderr, "ringfuse-passthrough: not running as root: everything is done "
 				"with this process's own rights\n");

@@ -309,6 +309,18 @@ def test_direct_io_through_daemon(mnt, size):
         buf.close()
 
 
+@pytest.mark.transports("dev")
+def test_refuses_no_default_permissions(transport, fs):
+    """Lookups and reads run with the daemon's rights on the strength of the kernel's checks:
+    without them every caller could read all of SOURCE as root."""
+    if os.geteuid() != 0:
+        pytest.skip("the refusal concerns a daemon running as root")
+    mnt, src = rfutil.make_dir("mnt-"), rfutil.make_dir("src-")
+    argv = rfutil.daemon_argv(fs, mnt, transport, opts=("no_default_permissions",), src=src)
+    out = rfutil.expect_start_failure(argv, mnt + ".log", mnt)
+    assert "no_default_permissions" in out and "refused" in out, out
+
+
 @pytest.fixture
 def tmpfs_src():
     """A source directory on a memory-backed filesystem (tmpfs), made and removed here."""
