@@ -223,6 +223,28 @@ static void loop_drain(struct dev_loop *l)
 	       l->queue);
 }
 
+/*
+ * With the io-uring transport active, this loop mostly reads forgets, which the kernel still
+ * sends over /dev/fuse: one per evicted inode, each waking this thread on some CPU busy with
+ * callers and their queues. Nothing waits for a forget, so after one the loop pauses and lets
+ * the kernel gather the next ones into a single BATCH_FORGET. What else comes this way
+ * (interrupts, retrieve replies) waits at most the pause. mdbench -t 2, 5000 files, memfs
+ * cache=none, transport=uring: unlink 36.8k/40.7k -> 51.0k/45.3k/s, about 4400 reads of
+ * forgets down to about 200.
+ */
+#define DEV_FORGET_GATHER_US 1000
+
+static void gather_forgets(const char *msg, size_t len)
+{
+	uint32_t op;
+
+	if (len < sizeof(struct fuse_in_header))
+		return;
+	op = ((const struct fuse_in_header *)msg)->opcode;
+	if (op == FUSE_FORGET || op == FUSE_BATCH_FORGET)
+		usleep(DEV_FORGET_GATHER_US);
+}
+
 int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats)
 {
 	struct dev_loop *l = calloc(1, sizeof(*l));
@@ -270,6 +292,8 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 			break;
 		}
 		rf_dispatch_msg(se, &s->req, s->in, (size_t)n);
+		if (se->uring_active && fd == se->fd)
+			gather_forgets(s->in, (size_t)n);
 	}
 
 	loop_drain(l);
