@@ -164,6 +164,27 @@ def test_spreading_can_be_turned_off(mnt):
     assert queue_cpus(mnt.pid)[cpu] == {cpu}
 
 
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("stats", "cache=none")
+def test_forgets_are_gathered(mnt):
+    """Forgets still come over /dev/fuse; the reader lets the kernel batch them rather than
+    waking for each evicted inode."""
+    n = 2000
+    d = mnt.p("many")
+    os.mkdir(d)
+    for i in range(n):
+        with open(os.path.join(d, "f%d" % i), "w"):
+            pass
+    for i in range(n):
+        os.unlink(os.path.join(d, "f%d" % i))
+    queues, dev = ring_stats(mnt)
+    log = mnt.daemon.output()
+    forgets = re.findall(r"\b(?:BATCH_FORGET|FORGET)=(\d+)", log)
+    assert forgets and sum(map(int, forgets)) > 0, "no forget reached the daemon\n" + log
+    assert dev is not None and dev < n // 4, \
+        "%s requests over /dev/fuse for %d evicted inodes: forgets were not batched" % (dev, n)
+
+
 def hammer(mnt, clients, rounds):
     """clients forked processes, spread over the CPUs, each creating, writing, reading back,
     renaming and unlinking its own files in one shared directory."""
