@@ -124,6 +124,14 @@ def queue_cpus(pid):
     return out
 
 
+def deep_reads(path, cpu):
+    """One second of 4K O_DIRECT random reads of path, 32 in flight, from CPU cpu."""
+    subprocess.run(["fio", "--name=deep", "--filename=" + path, "--rw=randread", "--bs=4k",
+                    "--direct=1", "--ioengine=io_uring", "--iodepth=32", "--runtime=1",
+                    "--time_based", "--cpus_allowed=%d" % cpu, "--output=/dev/null"],
+                   check=True, timeout=60)
+
+
 @pytest.mark.filesystems("memfs")
 @pytest.mark.mount_opts("stats")
 def test_deep_client_spreads_its_queue_then_it_goes_home(mnt):
@@ -137,10 +145,7 @@ def test_deep_client_spreads_its_queue_then_it_goes_home(mnt):
     cpu = cpus[-1]
     make_file(mnt.p("f"), rand(16 * MiB, 7))
     assert queue_cpus(mnt.pid)[cpu] == {cpu}
-    subprocess.run(["fio", "--name=deep", "--filename=" + mnt.p("f"), "--rw=randread",
-                    "--bs=4k", "--direct=1", "--ioengine=io_uring", "--iodepth=32",
-                    "--runtime=1", "--time_based", "--cpus_allowed=%d" % cpu,
-                    "--output=/dev/null"], check=True, timeout=60)
+    deep_reads(mnt.p("f"), cpu)
     spread = queue_cpus(mnt.pid)[cpu]
     assert spread > {cpu}, "queue %d still limited to %s after a QD32 load" % (cpu, spread)
     assert re.search(r"queue %d: .*\bspreads [1-9]" % cpu, mnt.live_stats_text()), \
@@ -157,10 +162,7 @@ def test_spreading_can_be_turned_off(mnt):
         pytest.skip("needs two CPUs and fio")
     cpu = cpus[-1]
     make_file(mnt.p("f"), rand(4 * MiB, 8))
-    subprocess.run(["fio", "--name=deep", "--filename=" + mnt.p("f"), "--rw=randread",
-                    "--bs=4k", "--direct=1", "--ioengine=io_uring", "--iodepth=32",
-                    "--runtime=1", "--time_based", "--cpus_allowed=%d" % cpu,
-                    "--output=/dev/null"], check=True, timeout=60)
+    deep_reads(mnt.p("f"), cpu)
     assert queue_cpus(mnt.pid)[cpu] == {cpu}
 
 
