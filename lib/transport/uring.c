@@ -655,7 +655,10 @@ static void queue_adapt(struct uring_queue *q, unsigned int reqs)
 	if (!q->pinned || !q->se->opts.uring_spread || reqs == 0)
 		return;
 	if (!q->spread) {
-		if (reqs >= URING_SPREAD_BATCH &&
+		/* A shallow queue (uring_depth below the batch) spreads when all of it is busy. */
+		unsigned int batch = q->depth < URING_SPREAD_BATCH ? q->depth : URING_SPREAD_BATCH;
+
+		if (reqs >= batch && batch >= 2 &&
 		    sched_setaffinity(0, sizeof(q->anywhere), &q->anywhere) == 0) {
 			q->spread = true;
 			q->calm = 0;
