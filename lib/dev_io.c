@@ -234,15 +234,14 @@ static void loop_drain(struct dev_loop *l)
  */
 #define DEV_FORGET_GATHER_US 1000
 
-static void gather_forgets(const char *msg, size_t len)
+static bool is_forget(const char *msg, size_t len)
 {
 	uint32_t op;
 
 	if (len < sizeof(struct fuse_in_header))
-		return;
+		return false;
 	op = ((const struct fuse_in_header *)msg)->opcode;
-	if (op == FUSE_FORGET || op == FUSE_BATCH_FORGET)
-		usleep(DEV_FORGET_GATHER_US);
+	return op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
 }
 
 int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats)
@@ -291,9 +290,12 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 			rf_session_conn_lost(se);
 			break;
 		}
+		/* Looked at before dispatch: the slot is not ours any more afterwards. */
+		bool pause = se->uring_active && fd == se->fd && is_forget(s->in, (size_t)n);
+
 		rf_dispatch_msg(se, &s->req, s->in, (size_t)n);
-		if (se->uring_active && fd == se->fd)
-			gather_forgets(s->in, (size_t)n);
+		if (pause)
+			usleep(DEV_FORGET_GATHER_US);
 	}
 
 	loop_drain(l);
