@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 from . import __version__
 from . import cells as cellmod

@@ -6,10 +6,11 @@ and memfs_ll against ringfuse-memfs over io-uring. Each runs with caching off, a
 filesystems do (passthrough_hp: --nocache; memfs_ll: timeouts are 0 unless -o no_timeout), and
 passthrough_hp without kernel passthrough (--nopassthrough) unless the kernel-passthrough
 variant is asked for. Permissions are checked by the kernel everywhere: passthrough_hp always
-mounts with default_permissions, as the ringfuse filesystems do by default, and memfs_ll (which
-checks nothing itself) is given it, so that both sides see the same requests (with caching off
-the kernel's checks cost GETATTRs). A configuration whose binary is missing, or which needs io-uring from a
-libfuse configured without it, is kept and skipped with the reason.
+mounts with default_permissions, as the ringfuse filesystems do by default, and memfs_ll
+(which checks nothing itself) is given it, so that both sides see the same requests (with
+caching off the kernel's checks cost GETATTRs). A configuration whose binary is missing, or
+which needs io-uring from a libfuse configured without it, is kept and skipped with the
+reason.
 """
 
 import os
