@@ -705,3 +705,20 @@ def test_from_json_rerender(tmp_path, capsys):
     assert "native / uring" in out and "uring / hp-uring" not in out
     ET.parse(str(svg))
     assert cli.main(["--from-json", str(tmp_path / "none.json")]) == 2
+
+
+def test_not_applicable_cells(tmp_path):
+    lf = fake_libfuse(tmp_path)
+    args = parse(["--fs", "passthrough", "--transports", "uring", "--libfuse", lf])
+    by = {c.name: c for c in configs.build_configs(args, TEMPLATES["passthrough"])}
+    assert "caller's identity" in by["hp-uring"].not_applicable["meta-user"]
+    assert by["uring"].not_applicable == {}
+    doc = make_peer_doc()
+    doc["samples"] = [s for s in doc["samples"]
+                      if not (s["config"] == "hp-uring" and s["cell"] == "meta")]
+    doc["samples"].append({"round": 0, "config": "hp-uring", "cell": "meta", "metrics": None,
+                           "error": None, "not_applicable": "no identity"})
+    report.summarize(doc)
+    create = next(ln for ln in report.format_table(doc).splitlines() if "create" in ln)
+    assert "n/a" in create and "ERR" not in create
+    assert report.format_not_applicable(doc) == "n/a: hp-uring / meta: no identity\n"

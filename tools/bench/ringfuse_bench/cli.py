@@ -431,6 +431,14 @@ class Runner:
                       "are not what they claim" % (cfg.name, want, seen))
 
     def run_cell(self, rnd, cfg, cell, target, progress, tag, daemon, probe=None):
+        why = cfg.not_applicable.get(cell.name)
+        if why:
+            progress.done += 1
+            progress.say("%s: %s: not applicable (%s)" % (tag, cell.name, why))
+            s = {"round": rnd, "config": cfg.name, "cell": cell.name, "metrics": None,
+                 "error": None, "not_applicable": why}
+            self.doc["samples"].append(s)
+            return
         progress.say("%s: %s" % (tag, cell.name))
         t0 = time.monotonic()
         try:
@@ -609,6 +617,7 @@ def _main(args):
     missing = [(s["config"], s["cell"], s["error"]) for s in doc["samples"] if s.get("error")]
     for w in doc["warnings"]:
         print("warning: " + w)
+    print(report.format_not_applicable(doc), end="")
     if missing:
         print("%d cell run(s) failed or were skipped:" % len(missing))
         for cfg, cell, err in missing[:20]:
@@ -649,6 +658,7 @@ def rerender(args):
     print(report.format_table(doc))
     if doc.get("pairs"):
         print(report.format_pairs(doc))
+    print(report.format_not_applicable(doc), end="")
     if args.svg:
         report.write_svg(doc, args.svg)
         print("chart:   %s" % args.svg)

@@ -33,6 +33,7 @@ class Config:
     fs: str = None  # the ringfuse filesystem, or the one a peer stands against
     label: str = ""  # a longer name for charts
     expect_uring: bool = False  # a peer that must serve over io-uring
+    not_applicable: dict = field(default_factory=dict)  # {cell name: why it cannot run}
 
     def requested_transport(self):
         m = re.search(r"(?:^|,)transport=([^,]+)", self.opts)
@@ -56,6 +57,8 @@ class Config:
                                     for a in self.template)
         if self.expect_uring:
             d["expect_uring"] = True
+        if self.not_applicable:
+            d["not_applicable"] = dict(self.not_applicable)
         if self.skip:
             d["skipped"] = self.skip
         return d

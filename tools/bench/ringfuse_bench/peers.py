@@ -26,6 +26,12 @@ PASSTHROUGH_HP = os.path.join("example", "passthrough_hp")
 MEMFS_LL = os.path.join("example", "memfs_ll")
 CONFIG_H = "fuse_config.h"
 
+# passthrough_hp serves every caller with its own identity: what an unprivileged caller creates
+# belongs to root, so that caller cannot create files in a directory it just made.
+HP_NO_IDENTITY = ("passthrough_hp does not act with the caller's identity (what it creates "
+                  "belongs to its own user), so an unprivileged caller cannot create files in "
+                  "a directory it made")
+
 
 def uring_support(build_dir):
     """(True, "") if the build was configured with io-uring, (False, why) if not, (None, "")
@@ -59,24 +65,26 @@ def libfuse_configs(build_dir, fss, allow_other=False, kernel_passthrough=False)
     extra = ["-o", "allow_other"] if allow_other else []
     out = []
 
-    def add(name, label, rel, argv_tail, fs, uring):
+    def add(name, label, rel, argv_tail, fs, uring, not_applicable=None):
         path, why = _binary(build_dir, rel)
         if not why and uring and ok_uring is False:
             why = why_uring
         out.append(Config(name, "compare", "", [path] + argv_tail, skip=why, fs=fs,
-                          label=label, expect_uring=uring))
+                          label=label, expect_uring=uring,
+                          not_applicable=dict(not_applicable or {})))
 
     if "passthrough" in fss:
         hp = ["--foreground", "--nocache"]
         add(HP_URING, "libfuse passthrough_hp, io-uring", PASSTHROUGH_HP,
             hp + ["--nopassthrough", "-o", "io_uring"] + extra + ["{src}", "{mnt}"],
-            "passthrough", True)
+            "passthrough", True, {"meta-user": HP_NO_IDENTITY})
         add(HP_DEV, "libfuse passthrough_hp, /dev/fuse", PASSTHROUGH_HP,
-            hp + ["--nopassthrough"] + extra + ["{src}", "{mnt}"], "passthrough", False)
+            hp + ["--nopassthrough"] + extra + ["{src}", "{mnt}"], "passthrough", False,
+            {"meta-user": HP_NO_IDENTITY})
         if kernel_passthrough:
             add(HP_URING_KPT, "libfuse passthrough_hp, io-uring, kernel passthrough",
                 PASSTHROUGH_HP, hp + ["-o", "io_uring"] + extra + ["{src}", "{mnt}"],
-                "passthrough", True)
+                "passthrough", True, {"meta-user": HP_NO_IDENTITY})
     if "memfs" in fss:
         add(MEMFS_LL_URING, "libfuse memfs_ll, io-uring", MEMFS_LL,
             ["-f", "-o", "io_uring,default_permissions"] + extra + ["{mnt}"], "memfs", True)

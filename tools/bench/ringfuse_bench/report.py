@@ -62,11 +62,12 @@ def fmt_num(v):
     return s + suffix
 
 
-def fmt_cell(summary, base=None, is_baseline=False, failed=True):
+def fmt_cell(summary, base=None, is_baseline=False, failed=True, na=False):
     """'12.3k ±4%' plus ' 1.05x' against base (raw value ratio) unless this is the baseline.
-    Without a number: ERR if the cell failed, '-' if it did not run."""
+    Without a number: ERR if the cell failed, n/a if it cannot apply to this configuration,
+    '-' if it did not run or has no such number (no daemon CPU for native)."""
     if not summary or summary.get("median") is None:
-        return "ERR" if failed else "-"
+        return "ERR" if failed else "n/a" if na else "-"
     s = fmt_num(summary["median"])
     if summary.get("n", 0) > 1 and summary.get("spread_pct") is not None:
         s += " ±%.0f%%" % summary["spread_pct"]
@@ -82,6 +83,7 @@ def format_table(doc):
     cfgs = [c["name"] for c in doc["configs"]]
     header = ["cell", "metric", "unit"] + cfgs
     failed = {(s["config"], s["cell"]) for s in doc["samples"] if s.get("error")}
+    na = {(s["config"], s["cell"]) for s in doc["samples"] if s.get("not_applicable")}
     rows = []
     for cell in doc["cells"]:
         first = True
@@ -92,7 +94,8 @@ def format_table(doc):
             for c in cfgs:
                 summ = doc["summary"].get(c, {}).get(cell["name"], {}).get(m["key"])
                 row.append(fmt_cell(summ, bval, is_baseline=(c == base),
-                                    failed=(c, cell["name"]) in failed))
+                                    failed=(c, cell["name"]) in failed,
+                                    na=(c, cell["name"]) in na))
             rows.append(row)
             first = False
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -111,6 +114,16 @@ def format_table(doc):
              "", line(header), line(["-" * w for w in widths])]
     lines += [line(r) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_not_applicable(doc):
+    """One line per (configuration, cell) that cannot apply, with the reason ('' if none)."""
+    seen = []
+    for s in doc["samples"]:
+        key = (s["config"], s["cell"], s.get("not_applicable"))
+        if key[2] and key not in seen:
+            seen.append(key)
+    return "".join("n/a: %s / %s: %s\n" % k for k in seen)
 
 
 def write_json(doc, path):
