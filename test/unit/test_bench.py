@@ -722,3 +722,11 @@ def test_not_applicable_cells(tmp_path):
     create = next(ln for ln in report.format_table(doc).splitlines() if "create" in ln)
     assert "n/a" in create and "ERR" not in create
     assert report.format_not_applicable(doc) == "n/a: hp-uring / meta: no identity\n"
+
+
+def test_perf_command():
+    from ringfuse_bench import perfrec
+    cmd = perfrec.record_cmd("perf", "/p/x.data")
+    assert cmd[:2] == ["perf", "record"] and "-a" in cmd and "-g" in cmd
+    assert cmd[cmd.index("-e") + 1] == "cpu-clock" and cmd[-2:] == ["-o", "/p/x.data"]
+    assert perfrec.data_path("/p", 0, "hp-uring", "rand4k-qd1") == "/p/r1-hp-uring-rand4k-qd1.data"

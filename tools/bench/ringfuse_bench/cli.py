@@ -25,6 +25,7 @@ from . import __version__
 from . import cells as cellmod
 from . import mounts
 from . import procstat
+from . import perfrec
 from . import report
 
 from .configs import (Config, UsageError, build_configs, build_pairs,  # noqa: F401
@@ -124,6 +125,10 @@ def build_parser():
     g.add_argument("--from-json", metavar="PATH",
                    help="run nothing: print the table and write the charts of an earlier "
                    "run's results file")
+    g.add_argument("--perf", metavar="DIR",
+                   help="record a perf profile (cpu-clock, call graphs, whole machine) of "
+                   "every cell into DIR/rROUND-CONFIG-CELL.data; profiled numbers are not for "
+                   "comparison")
     g.add_argument("--dry-run", action="store_true", help="show the plan and exit")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     g.add_argument("--version", action="version", version="%(prog)s " + __version__)
@@ -285,6 +290,7 @@ class Runner:
         self.workdir = workdir
         self.doc = None
         self.failed_configs = {}
+        self.perf = None
 
     def new_doc(self, meta):
         self.doc = {
@@ -404,6 +410,14 @@ class Runner:
                     [src] if cfg.kind != "native" else []):
                 shutil.rmtree(d, ignore_errors=True)
 
+    def start_perf(self, rnd, cfg, cell):
+        path = perfrec.data_path(self.args.perf, rnd, cfg.name, cell.name)
+        try:
+            return perfrec.Recorder(self.perf, path, os.path.join(self.args.perf, "perf.log"))
+        except perfrec.ProfileError as e:
+            self.warn("%s / %s: no profile: %s" % (cfg.name, cell.name, e))
+            return None
+
     def make_user_dir(self, cfg, target):
         """A directory of the mount owned by the --as-user caller, for its metadata cells."""
         name, uid, gid = self.env.user
@@ -441,11 +455,18 @@ class Runner:
             return
         progress.say("%s: %s" % (tag, cell.name))
         t0 = time.monotonic()
+        recorder = None
         try:
             if daemon is not None and not daemon.alive():
                 raise cellmod.CellError("the daemon is gone (exit status %s):\n%s" % (
                     daemon.proc.returncode, daemon.log_text(limit=1500)))
-            metrics, raw = cell.run(self.env, target, probe)
+            if self.args.perf:
+                recorder = self.start_perf(rnd, cfg, cell)
+            try:
+                metrics, raw = cell.run(self.env, target, probe)
+            finally:
+                if recorder is not None:
+                    recorder.stop()
         except (cellmod.CellError, OSError, ValueError, KeyError, TypeError) as e:
             # One broken cell must not cost the rest of the matrix (or leave a mount behind).
             progress.done += 1
@@ -593,6 +614,11 @@ def _main(args):
         "enable_uring": uring_status, "workdir_fs": _fstype(workdir),
     }
     runner = Runner(args, configs, cells, env, workdir)
+    if args.perf:
+        runner.perf = perfrec.find_perf()
+        if not runner.perf:
+            raise UsageError("--perf needs perf (Debian: apt-get install linux-perf)")
+        os.makedirs(args.perf, exist_ok=True)
     doc = runner.new_doc(meta)
     progress = Progress(args.repeat * len(configs) * len(cells), args.quiet)
     old_term = signal.signal(signal.SIGTERM, _interrupt)
