@@ -711,8 +711,11 @@ def test_not_applicable_cells(tmp_path):
     lf = fake_libfuse(tmp_path)
     args = parse(["--fs", "passthrough", "--transports", "uring", "--libfuse", lf])
     by = {c.name: c for c in configs.build_configs(args, TEMPLATES["passthrough"])}
-    assert "caller's identity" in by["hp-uring"].not_applicable["meta-user"]
+    assert "to the caller" in by["hp-uring"].not_applicable["meta-user"]
     assert by["uring"].not_applicable == {}
+    args = parse(["--fs", "memfs", "--transports", "uring", "--libfuse", lf])
+    (ll,) = [c for c in configs.build_configs(args, TEMPLATES["memfs"]) if c.kind == "compare"]
+    assert "memfs_ll" in ll.not_applicable["meta-user"]
     doc = make_peer_doc()
     doc["samples"] = [s for s in doc["samples"]
                       if not (s["config"] == "hp-uring" and s["cell"] == "meta")]

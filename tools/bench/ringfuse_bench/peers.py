@@ -26,11 +26,11 @@ PASSTHROUGH_HP = os.path.join("example", "passthrough_hp")
 MEMFS_LL = os.path.join("example", "memfs_ll")
 CONFIG_H = "fuse_config.h"
 
-# passthrough_hp serves every caller with its own identity: what an unprivileged caller creates
-# belongs to root, so that caller cannot create files in a directory it just made.
-HP_NO_IDENTITY = ("passthrough_hp does not act with the caller's identity (what it creates "
-                  "belongs to its own user), so an unprivileged caller cannot create files in "
-                  "a directory it made")
+# Neither example acts for the caller: passthrough_hp creates everything with its own identity,
+# memfs_ll gives every new inode to root. Either way an unprivileged caller cannot create files
+# in a directory it just made (the kernel checks permissions, see above).
+NO_IDENTITY = ("%s does not give what it creates to the caller (it belongs to root), so an "
+               "unprivileged caller cannot create files in a directory it made")
 
 
 def uring_support(build_dir):
@@ -77,15 +77,16 @@ def libfuse_configs(build_dir, fss, allow_other=False, kernel_passthrough=False)
         hp = ["--foreground", "--nocache"]
         add(HP_URING, "libfuse passthrough_hp, io-uring", PASSTHROUGH_HP,
             hp + ["--nopassthrough", "-o", "io_uring"] + extra + ["{src}", "{mnt}"],
-            "passthrough", True, {"meta-user": HP_NO_IDENTITY})
+            "passthrough", True, {"meta-user": NO_IDENTITY % "passthrough_hp"})
         add(HP_DEV, "libfuse passthrough_hp, /dev/fuse", PASSTHROUGH_HP,
             hp + ["--nopassthrough"] + extra + ["{src}", "{mnt}"], "passthrough", False,
-            {"meta-user": HP_NO_IDENTITY})
+            {"meta-user": NO_IDENTITY % "passthrough_hp"})
         if kernel_passthrough:
             add(HP_URING_KPT, "libfuse passthrough_hp, io-uring, kernel passthrough",
                 PASSTHROUGH_HP, hp + ["-o", "io_uring"] + extra + ["{src}", "{mnt}"],
-                "passthrough", True, {"meta-user": HP_NO_IDENTITY})
+                "passthrough", True, {"meta-user": NO_IDENTITY % "passthrough_hp"})
     if "memfs" in fss:
         add(MEMFS_LL_URING, "libfuse memfs_ll, io-uring", MEMFS_LL,
-            ["-f", "-o", "io_uring,default_permissions"] + extra + ["{mnt}"], "memfs", True)
+            ["-f", "-o", "io_uring,default_permissions"] + extra + ["{mnt}"], "memfs", True,
+            {"meta-user": NO_IDENTITY % "memfs_ll"})
     return out
