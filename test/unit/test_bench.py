@@ -692,6 +692,10 @@ def test_headline_svg(tmp_path):
     texts = [t.text or "" for t in root.iter(ns + "text")]
     assert any("bar cut" in t for t in texts)  # native, 10x the FUSE bars, is cut short
     assert any("shorter is better" in t for t in texts)
+    assert any(t == "no daemon" for t in texts)  # native has no CPU to show
+    noted = report.render_headline_svg(doc, note="a <note>")
+    assert "a &lt;note&gt;" in noted
+    ET.fromstring(noted.split("\n", 1)[1])
 
 
 def test_from_json_rerender(tmp_path, capsys):

@@ -122,6 +122,9 @@ def build_parser():
     g.add_argument("--headline-configs", metavar="LIST",
                    help="columns of the headline chart (default: ringfuse and libfuse over "
                    "io-uring, native)")
+    g.add_argument("--headline-note", metavar="TEXT",
+                   help="a line of text under the headline chart's title (e.g. where the "
+                   "numbers come from)")
     g.add_argument("--from-json", metavar="PATH",
                    help="run nothing: print the table and write the charts of an earlier "
                    "run's results file")
@@ -654,7 +657,7 @@ def _main(args):
         report.write_svg(doc, svg_path)
         print("chart:   %s" % svg_path)
     if args.headline_svg:
-        report.write_headline_svg(doc, args.headline_svg)
+        report.write_headline_svg(doc, args.headline_svg, args.headline_note)
         print("headline chart: %s" % args.headline_svg)
     if interrupted:
         return 130
@@ -689,7 +692,7 @@ def rerender(args):
         report.write_svg(doc, args.svg)
         print("chart:   %s" % args.svg)
     if args.headline_svg:
-        report.write_headline_svg(doc, args.headline_svg)
+        report.write_headline_svg(doc, args.headline_svg, args.headline_note)
         print("headline chart: %s" % args.headline_svg)
     return 0
 

@@ -356,7 +356,7 @@ def _headline_colors(doc, names):
     return out
 
 
-def render_headline_svg(doc, width=760):
+def render_headline_svg(doc, width=760, note=None):
     """The README chart: one group of horizontal bars per headline number, one bar per
     configuration (ringfuse in blues, other servers in oranges, native in grey), in absolute
     units on a linear scale per group. A bar past 1.3 times the longest FUSE bar (native,
@@ -394,6 +394,10 @@ def render_headline_svg(doc, width=760):
                            meta.get("kernel", "?"), meta.get("nproc", "?"),
                            meta.get("runtime") or 0, meta.get("rounds", "?")))]
     lx, ly = 10, 50
+    if note:
+        out.append('<text x="10" y="53" fill="#b00020" font-size="11">%s</text>'
+                   % escape(note))
+        ly += 16
     for n in names:
         text = labels[n]
         if lx + 22 + 6.5 * len(text) > width:
@@ -426,8 +430,9 @@ def render_headline_svg(doc, width=760):
             y = y0 + i * bar_h
             v = vals[n]
             if v is None:
-                out.append('<text x="%d" y="%d" fill="#999" font-size="10">n/a</text>'
-                           % (left + 4, y + bar_h - 3))
+                out.append('<text x="%d" y="%d" fill="#999" font-size="10">%s</text>'
+                           % (left + 4, y + bar_h - 3,
+                              "no daemon" if kinds.get(n) == "native" else "n/a"))
                 continue
             clipped = v > scale_max
             w = plot_w * min(v, scale_max) / scale_max if scale_max > 0 else 0
@@ -445,9 +450,9 @@ def render_headline_svg(doc, width=760):
     return "\n".join(out) + "\n"
 
 
-def write_headline_svg(doc, path):
+def write_headline_svg(doc, path, note=None):
     d = os.path.dirname(path)
     if d:
         os.makedirs(d, exist_ok=True)
     with open(path, "w") as f:
-        f.write(render_headline_svg(doc))
+        f.write(render_headline_svg(doc, note=note))
