@@ -14,6 +14,11 @@
  *
  * Latencies go into a log-linear histogram (64 sub-buckets per power of two, under 1.6%
  * error), one per thread, merged at the end: no allocation or lock inside the timed loops.
+ *
+ * Given the filesystem daemon's pids (-P), it also reports the CPU time those processes used
+ * during each phase (user + system, all threads, from their process CPU-time clocks), read by
+ * the main thread at the phase's barriers, so a phase's cost per request does not include the
+ * others.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +41,7 @@
 #define HIST_SIZE   (HIST_LINEAR + 64 * SUB_COUNT)
 
 #define MAX_THREADS 1024
+#define MAX_PIDS    16
 
 enum phase { PH_CREATE, PH_STAT, PH_UNLINK, PH_COUNT };
 
@@ -66,6 +72,8 @@ static struct {
 	bool run[PH_COUNT];
 	double stat_seconds; /* 0: one pass */
 	pid_t load_pid;
+	pid_t cpu_pids[MAX_PIDS];
+	unsigned int ncpu_pids;
 	bool keep;
 } cfg = {.files = 1000, .threads = 1};
 
@@ -153,6 +161,26 @@ static void fail(struct worker *w, const char *what, unsigned int i)
 static bool load_running(void)
 {
 	return cfg.load_pid <= 0 || kill(cfg.load_pid, 0) == 0 || errno == EPERM;
+}
+
+/*
+ * User + system time of the -P processes in seconds (all threads, those that exited too), or -1
+ * if one cannot be read (gone). The process CPU-time clock counts in nanoseconds, where
+ * /proc/PID/stat counts in clock ticks, too coarse for a phase of a fraction of a second.
+ */
+static double daemon_cpu_seconds(void)
+{
+	double total = 0;
+
+	for (unsigned int i = 0; i < cfg.ncpu_pids; i++) {
+		struct timespec ts;
+		clockid_t clk;
+
+		if (clock_getcpuclockid(cfg.cpu_pids[i], &clk) != 0 || clock_gettime(clk, &ts) != 0)
+			return -1;
+		total += (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	}
+	return total;
 }
 
 static void do_create(struct worker *w, bool timed)
@@ -282,7 +310,7 @@ static void print_json_string(const char *s)
 	putchar('"');
 }
 
-static void print_phase(int ph, const struct hist *h, double seconds, bool *first)
+static void print_phase(int ph, const struct hist *h, double seconds, double cpu, bool *first)
 {
 	static const double pcts[] = {50, 90, 99, 99.9};
 	static const char *const keys[] = {"p50", "p90", "p99", "p999"};
@@ -294,7 +322,12 @@ static void print_phase(int ph, const struct hist *h, double seconds, bool *firs
 	       (unsigned long long)(h->count ? h->sum_ns / h->count : 0));
 	for (unsigned int i = 0; i < sizeof(pcts) / sizeof(pcts[0]); i++)
 		printf(", \"%s\": %llu", keys[i], (unsigned long long)hist_percentile(h, pcts[i]));
-	printf(", \"max\": %llu}}", (unsigned long long)h->max_ns);
+	printf(", \"max\": %llu}", (unsigned long long)h->max_ns);
+	if (cfg.ncpu_pids && cpu >= 0)
+		printf(", \"daemon_cpu_s\": %.6f", cpu);
+	else if (cfg.ncpu_pids)
+		printf(", \"daemon_cpu_s\": null"); /* a daemon process went away */
+	putchar('}');
 	*first = false;
 }
 
@@ -322,6 +355,28 @@ static int parse_ops(const char *arg)
 	return 0;
 }
 
+static int parse_pids(const char *arg)
+{
+	const char *p = arg;
+	char *end;
+
+	cfg.ncpu_pids = 0;
+	for (;;) {
+		long v;
+
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (end == p || errno || v <= 0 || cfg.ncpu_pids == MAX_PIDS)
+			return -1;
+		cfg.cpu_pids[cfg.ncpu_pids++] = (pid_t)v;
+		if (*end == '\0')
+			return 0;
+		if (*end != ',')
+			return -1;
+		p = end + 1;
+	}
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: ringfuse-mdbench [options] DIR\n"
@@ -330,6 +385,7 @@ static void usage(FILE *f)
 		   "  -o OPS    comma-separated phases: create,stat,unlink (default all)\n"
 		   "  -d SEC    run the stat phase for SEC seconds instead of one pass\n"
 		   "  -L PID    a load process: stop the stat phase when it exits\n"
+		   "  -P PIDS   comma-separated daemon pids: report their CPU time per phase\n"
 		   "  -k        keep the files (no cleanup when unlink is not measured)\n"
 		   "Prints JSON with ops/s and latency percentiles (ns) for each phase.\n");
 }
@@ -340,7 +396,7 @@ static int parse_args(int argc, char *argv[])
 	char *end;
 	int c;
 
-	while ((c = getopt(argc, argv, "n:t:o:d:L:kh")) != -1) {
+	while ((c = getopt(argc, argv, "n:t:o:d:L:P:kh")) != -1) {
 		errno = 0;
 		switch (c) {
 		case 'n':
@@ -366,6 +422,10 @@ static int parse_args(int argc, char *argv[])
 		case 'L':
 			cfg.load_pid = (pid_t)strtol(optarg, &end, 10);
 			if (*end || errno || cfg.load_pid <= 0)
+				goto bad;
+			break;
+		case 'P':
+			if (parse_pids(optarg) < 0)
 				goto bad;
 			break;
 		case 'k':
@@ -446,7 +506,7 @@ static void cleanup_workers(void)
 
 int main(int argc, char *argv[])
 {
-	double seconds[PH_COUNT] = {0};
+	double seconds[PH_COUNT] = {0}, cpu[PH_COUNT] = {0};
 	bool load_at_start = false, first = true;
 	struct hist *total;
 	int status = 0, ret;
@@ -473,16 +533,24 @@ int main(int argc, char *argv[])
 
 	pthread_barrier_wait(&barrier); /* setup done */
 	for (int ph = 0; ph < PH_COUNT; ph++) {
+		double cpu0 = 0;
 		uint64_t t0;
 
 		if (!cfg.run[ph])
 			continue;
 		if (ph == PH_STAT)
 			load_at_start = load_running();
+		if (cfg.ncpu_pids)
+			cpu0 = daemon_cpu_seconds();
 		t0 = now_ns();
 		pthread_barrier_wait(&barrier);
 		pthread_barrier_wait(&barrier);
 		seconds[ph] = (double)(now_ns() - t0) / 1e9;
+		if (cfg.ncpu_pids) {
+			double cpu1 = daemon_cpu_seconds();
+
+			cpu[ph] = cpu0 < 0 || cpu1 < 0 ? -1 : cpu1 - cpu0;
+		}
 	}
 	for (unsigned int t = 0; t < cfg.threads; t++)
 		pthread_join(workers[t].thread, NULL);
@@ -505,7 +573,7 @@ int main(int argc, char *argv[])
 	       cfg.threads, status ? "false" : "true");
 	for (int ph = 0; ph < PH_COUNT; ph++)
 		if (cfg.run[ph])
-			print_phase(ph, &total[ph], seconds[ph], &first);
+			print_phase(ph, &total[ph], seconds[ph], cpu[ph], &first);
 	printf("\n  }");
 	if (cfg.load_pid > 0)
 		printf(",\n  \"load\": {\"pid\": %d, \"alive_at_start\": %s, \"alive_at_end\": %s}",

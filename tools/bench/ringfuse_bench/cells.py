@@ -3,6 +3,12 @@
 A cell is one workload run against one directory (a FUSE mount or the native directory). It
 yields several metrics, each with a unit and a direction (is higher or lower better). Files
 the read cells need are laid out once per mount by layout(), before anything is measured.
+
+Every configuration runs a cell with the same fio engine: psync (plain pread/pwrite, what a
+program sees) at queue depth 1, the --ioengine (io_uring by default) for deeper queues. When
+the daemon's processes are known (a Probe), cells also report the daemon's CPU time per
+operation, and the idle cell its CPU use while nothing happens. Cells marked as_user run their
+workload as an unprivileged user (--as-user), in a directory of the mount that user owns.
 """
 
 import os
@@ -13,6 +19,7 @@ from dataclasses import dataclass, field
 
 from . import fio as fiomod
 from . import mdbench as mdmod
+from . import procstat
 
 
 class CellError(Exception):
@@ -31,6 +38,7 @@ OPS = lambda key, label: Metric(key, label, "ops/s", "higher")  # noqa: E731
 US = lambda key, label: Metric(key, label, "us", "lower")  # noqa: E731
 MBPS = lambda key, label: Metric(key, label, "MB/s", "higher")  # noqa: E731
 IOPS = lambda key, label: Metric(key, label, "IOPS", "higher")  # noqa: E731
+CPU = lambda key, label: Metric(key, label, "us", "lower")  # noqa: E731
 
 
 @dataclass
@@ -41,68 +49,124 @@ class Env:
     runtime: float = 5.0
     ramp: float = 0.0
     size: str = "256m"
-    ioengine: str = "io_uring"
+    ioengine: str = "io_uring"  # queue depths above 1
+    qd1_engine: str = "psync"  # queue depth 1
     nproc: int = 1
     md_files: int = 10000
     md_threads: int = 1
     load_files: int = 100
+    idle_seconds: float = 10.0
+    user: tuple = None  # (name, uid, gid) of --as-user
     timeout_slack: float = 120.0
+
+    def engine(self, iodepth):
+        return self.qd1_engine if int(iodepth) <= 1 else self.ioengine
+
+
+@dataclass
+class Probe:
+    """What a cell may know of the daemon behind the directory: a CpuMeter of its processes
+    (None for the native directory), and the directory the as_user cells work in."""
+    meter: object = None
+    user_dir: str = None
+
+    def cpu(self):
+        if self.meter is None:
+            return None
+        try:
+            return self.meter.seconds()
+        except procstat.ProcError as e:
+            raise CellError("the daemon: %s" % e) from None
 
 
 @dataclass
 class Cell:
     name: str
     title: str
-    kind: str  # "md", "fio" or "statload"
+    kind: str  # "md", "fio", "statload" or "idle"
     metrics: list
     params: dict = field(default_factory=dict)
     quick: bool = False  # part of the --quick matrix
+    as_user: bool = False  # the workload runs as --as-user, not as root
 
     def data_files(self, env):
         """How many rf-data.N files this cell reads (to be laid out beforehand)."""
+        if self.kind == "idle":
+            return 1
         if self.kind != "fio" or "read" not in self.params["rw"]:
             return 0
         return env.nproc if self.params.get("numjobs") == "nproc" else 1
 
-    def run(self, env, directory):
+    def run(self, env, directory, probe=None):
         """Run the cell in directory: (metrics {key: value}, raw details for the JSON file)."""
+        probe = probe or Probe()
+        user = None
+        if self.as_user:
+            if env.user is None or probe.user_dir is None:
+                raise CellError("no unprivileged user to run as (--as-user)")
+            user = env.user
         if self.kind == "md":
-            return run_md(env, directory, self.params)
+            return run_md(env, probe.user_dir if user else directory, self.params, probe, user)
         if self.kind == "fio":
-            return run_fio(env, directory, self.params)
+            return run_fio(env, directory, self.params, probe, user)
         if self.kind == "statload":
             return run_statload(env, directory)
+        if self.kind == "idle":
+            return run_idle(env, directory, probe)
         raise CellError("unknown cell kind %s" % self.kind)
+
+
+MD_METRICS = [OPS("create_ops", "create"), OPS("stat_ops", "stat"),
+              US("stat_p50_us", "stat p50"), US("stat_p99_us", "stat p99"),
+              OPS("unlink_ops", "unlink"), CPU("create_cpu_us", "create CPU/op"),
+              CPU("stat_cpu_us", "stat CPU/op"), CPU("unlink_cpu_us", "unlink CPU/op")]
+MD_MT_METRICS = [OPS("create_ops", "create"), OPS("stat_ops", "stat"),
+                 OPS("unlink_ops", "unlink"), CPU("create_cpu_us", "create CPU/op"),
+                 CPU("stat_cpu_us", "stat CPU/op"), CPU("unlink_cpu_us", "unlink CPU/op")]
+RAND_METRICS = [IOPS("iops", "IOPS"), US("lat_p50_us", "lat p50"), US("lat_p99_us", "lat p99"),
+                CPU("cpu_us", "CPU/op")]
 
 
 def all_cells():
     """The full matrix, in the order it runs and is reported."""
     return [
-        Cell("meta", "create/stat/unlink, 1 thread", "md",
-             [OPS("create_ops", "create"), OPS("stat_ops", "stat"),
-              US("stat_p50_us", "stat p50"), US("stat_p99_us", "stat p99"),
-              OPS("unlink_ops", "unlink")],
+        Cell("meta", "create/stat/unlink, 1 thread", "md", list(MD_METRICS),
              {"threads": 1}, quick=True),
-        Cell("meta-mt", "create/stat/unlink, one thread per core", "md",
-             [OPS("create_ops", "create"), OPS("stat_ops", "stat"), OPS("unlink_ops", "unlink")],
+        Cell("meta-mt", "create/stat/unlink, one thread per core", "md", list(MD_MT_METRICS),
              {"threads": "nproc"}),
-        Cell("rand4k-qd1", "4 KiB O_DIRECT random read, QD1", "fio",
-             [IOPS("iops", "IOPS"), US("lat_p50_us", "lat p50"), US("lat_p99_us", "lat p99")],
-             {"rw": "randread", "bs": "4k", "iodepth": 1}, quick=True),
-        Cell("rand4k-qd32", "4 KiB O_DIRECT random read, QD32", "fio",
-             [IOPS("iops", "IOPS"), US("lat_p50_us", "lat p50"), US("lat_p99_us", "lat p99")],
-             {"rw": "randread", "bs": "4k", "iodepth": 32}),
+        Cell("meta-user", "create/stat/unlink, 1 thread, unprivileged caller", "md",
+             list(MD_METRICS), {"threads": 1}, as_user=True),
+        Cell("rand4k-qd1", "4 KiB O_DIRECT random read, QD1 (psync)", "fio",
+             list(RAND_METRICS), {"rw": "randread", "bs": "4k", "iodepth": 1}, quick=True),
+        Cell("rand4k-qd1-user", "4 KiB O_DIRECT random read, QD1 (psync), unprivileged caller",
+             "fio", list(RAND_METRICS), {"rw": "randread", "bs": "4k", "iodepth": 1},
+             as_user=True),
+        Cell("rand4k-qd32", "4 KiB O_DIRECT random read, QD32 (io_uring)", "fio",
+             list(RAND_METRICS), {"rw": "randread", "bs": "4k", "iodepth": 32}),
         Cell("seqread-1m", "1 MiB O_DIRECT sequential read", "fio",
-             [MBPS("mbps", "read")], {"rw": "read", "bs": "1m", "iodepth": 1}, quick=True),
+             [MBPS("mbps", "read"), CPU("cpu_us", "CPU/op")],
+             {"rw": "read", "bs": "1m", "iodepth": 1}, quick=True),
         Cell("seqwrite-1m", "1 MiB O_DIRECT sequential write", "fio",
-             [MBPS("mbps", "write")], {"rw": "write", "bs": "1m", "iodepth": 1}),
+             [MBPS("mbps", "write"), CPU("cpu_us", "CPU/op")],
+             {"rw": "write", "bs": "1m", "iodepth": 1}),
         Cell("seqread-1m-mj", "1 MiB O_DIRECT sequential read, one job per core", "fio",
-             [MBPS("mbps", "read")], {"rw": "read", "bs": "1m", "iodepth": 1,
-                                      "numjobs": "nproc"}),
+             [MBPS("mbps", "read"), CPU("cpu_us", "CPU/op")],
+             {"rw": "read", "bs": "1m", "iodepth": 1, "numjobs": "nproc"}),
         Cell("stat-load", "stat latency under a 1 MiB sequential writer", "statload",
              [US("stat_p50_us", "stat p50"), US("stat_p99_us", "stat p99"),
               MBPS("writer_mbps", "writer")], quick=True),
+        Cell("idle", "daemon CPU while the mount sits idle after a QD32 read burst", "idle",
+             [Metric("idle_cpu_pct", "idle CPU", "% core", "lower"),
+              Metric("idle_wakeups", "idle switches", "/s", "lower")]),
     ]
+
+
+# Named sets of cells for --cells. "targets" is every cell the comparison with libfuse
+# judges (the multi-job sequential read is left out: it measures memory bandwidth).
+GROUPS = {
+    "targets": ["meta", "meta-mt", "meta-user", "rand4k-qd1", "rand4k-qd1-user",
+                "rand4k-qd32", "seqread-1m", "seqwrite-1m", "stat-load", "idle"],
+}
 
 
 def select_cells(names=None, quick=False):
@@ -111,23 +175,72 @@ def select_cells(names=None, quick=False):
     if names:
         if isinstance(names, str):
             names = [n.strip() for n in names.split(",") if n.strip()]
+        expanded = []
+        for n in names:
+            for m in GROUPS.get(n, [n]):
+                if m not in expanded:
+                    expanded.append(m)
         known = {c.name: c for c in cells}
-        bad = [n for n in names if n not in known]
+        bad = [n for n in expanded if n not in known]
         if bad:
-            raise ValueError("unknown cell(s) %s; known: %s" % (", ".join(bad), ", ".join(known)))
-        return [known[n] for n in names]
+            raise ValueError("unknown cell(s) %s; known: %s, or a group: %s" % (
+                ", ".join(bad), ", ".join(known), ", ".join(GROUPS)))
+        return [known[n] for n in expanded]
     return [c for c in cells if c.quick] if quick else cells
 
 
-def _run(cmd, timeout):
+def _as(user):
+    """subprocess arguments that run a command as user ((name, uid, gid)), or none."""
+    if user is None:
+        return {}
+    return {"user": user[1], "group": user[2], "extra_groups": []}
+
+
+def _run(cmd, timeout, user=None):
     try:
         p = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=timeout)
+                           stderr=subprocess.PIPE, timeout=timeout, **_as(user))
     except subprocess.TimeoutExpired:
         raise CellError("%s timed out after %.0f s" % (os.path.basename(cmd[0]), timeout))
     except OSError as e:
         raise CellError("cannot run %s: %s" % (cmd[0], e.strerror)) from None
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def _run_metered(cmd, timeout, probe, skip=0.0, user=None):
+    """Run cmd and measure the daemon's CPU from skip seconds after the start (fio's ramp,
+    whose operations it does not count) to the end: (rc, stdout, stderr, cpu seconds or
+    None)."""
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, **_as(user))
+    except OSError as e:
+        raise CellError("cannot run %s: %s" % (cmd[0], e.strerror)) from None
+    try:
+        cpu0 = None
+        if probe.meter is not None:
+            if skip > 0:
+                try:
+                    proc.wait(timeout=skip)
+                except subprocess.TimeoutExpired:
+                    pass
+            cpu0 = probe.cpu()
+        out, err = proc.communicate(timeout=timeout)
+        cpu = None if cpu0 is None else probe.cpu() - cpu0
+    except subprocess.TimeoutExpired:
+        raise CellError("%s timed out after %.0f s" % (os.path.basename(cmd[0]), timeout))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"), cpu
+
+
+def per_op_us(cpu_seconds, ops):
+    """Daemon CPU microseconds per operation, None when unknown."""
+    if cpu_seconds is None or not ops:
+        return None
+    return cpu_seconds * 1e6 / ops
 
 
 def _tail(text, lines=15):
@@ -144,7 +257,8 @@ def layout(env, directory, nfiles):
     if nfiles <= 0:
         return 0.0
     job = fiomod.FioJob("layout", directory, "rf-data", "read", bs="1m", size=env.size,
-                        numjobs=nfiles, ioengine=env.ioengine, direct=False, create_only=True)
+                        numjobs=nfiles, ioengine=env.qd1_engine, direct=False,
+                        create_only=True)
     t0 = time.monotonic()
     rc, out, err = _run(fiomod.build_cmd(job, env.fio), env.timeout_slack * 5)
     if rc != 0:
@@ -152,17 +266,19 @@ def layout(env, directory, nfiles):
     return time.monotonic() - t0
 
 
-def run_md(env, directory, params):
+def run_md(env, directory, params, probe=None, user=None):
+    probe = probe or Probe()
     threads = _threads(env, params.get("threads", 1))
     files = max(env.md_files, threads)
+    pids = probe.meter.pids if probe.meter is not None else None
     cmd = mdmod.build_cmd(env.mdbench, directory, files=files, threads=threads,
-                          stat_seconds=max(0.5, env.runtime / 2))
-    rc, out, err = _run(cmd, env.runtime + env.timeout_slack * 3)
+                          stat_seconds=max(0.5, env.runtime / 2), cpu_pids=pids)
+    rc, out, err = _run(cmd, env.runtime + env.timeout_slack * 3, user)
     if rc != 0:
         raise CellError("mdbench failed (status %d):\n%s" % (rc, _tail(err or out)))
     try:
         doc = mdmod.parse_output(out)
-        return mdmod.summarize(doc), {"cmd": cmd, "mdbench": doc}
+        return mdmod.summarize(doc), {"cmd": cmd, "user": user and user[0], "mdbench": doc}
     except mdmod.MdbenchError as e:
         raise CellError(str(e)) from None
 
@@ -170,22 +286,56 @@ def run_md(env, directory, params):
 def fio_job(env, directory, params, name="bench"):
     numjobs = _threads(env, params.get("numjobs", 1))
     stem = "rf-data" if "read" in params["rw"] else "rf-write"
+    iodepth = params.get("iodepth", 1)
     return fiomod.FioJob(name, directory, stem, params["rw"], bs=params["bs"], size=env.size,
-                         iodepth=params.get("iodepth", 1), numjobs=numjobs,
-                         runtime=env.runtime, ramp=env.ramp, ioengine=env.ioengine)
+                         iodepth=iodepth, numjobs=numjobs, runtime=env.runtime, ramp=env.ramp,
+                         ioengine=env.engine(iodepth))
 
 
-def run_fio(env, directory, params):
+def run_fio(env, directory, params, probe=None, user=None):
+    probe = probe or Probe()
     job = fio_job(env, directory, params)
+    if user is not None and job.stem != "rf-data":
+        job.directory = probe.user_dir  # a writer needs a directory of its own
     cmd = fiomod.build_cmd(job, env.fio)
-    rc, out, err = _run(cmd, env.runtime + env.ramp + env.timeout_slack)
+    rc, out, err, cpu = _run_metered(cmd, env.runtime + env.ramp + env.timeout_slack, probe,
+                                     skip=env.ramp, user=user)
     if rc != 0:
         raise CellError("fio failed (status %d):\n%s" % (rc, _tail(err or out)))
     try:
         summary = fiomod.summarize(fiomod.parse_output(out), job.rw)
     except fiomod.FioError as e:
         raise CellError("%s\n%s" % (e, _tail(err))) from None
-    return summary, {"cmd": cmd, "fio": summary}
+    summary["cpu_s"] = cpu
+    summary["cpu_us"] = per_op_us(cpu, summary["ios"])
+    return summary, {"cmd": cmd, "ioengine": job.ioengine, "iodepth": job.iodepth,
+                     "user": user and user[0], "fio": summary}
+
+
+def run_idle(env, directory, probe):
+    """A short QD32 read burst, then nothing for env.idle_seconds: the daemon's CPU use (in %
+    of one core) and context switches per second while idle. The burst wakes every queue
+    and worker, so what is measured includes how long they keep polling afterwards."""
+    if probe.meter is None:
+        return {"idle_cpu_pct": None, "idle_wakeups": None}, {"note": "no daemon"}
+    burst = min(env.runtime, 2.0)
+    job = fiomod.FioJob("burst", directory, "rf-data", "randread", bs="4k", size=env.size,
+                        iodepth=32, runtime=burst, ioengine=env.engine(32))
+    cmd = fiomod.build_cmd(job, env.fio)
+    rc, out, err = _run(cmd, burst + env.timeout_slack)
+    if rc != 0:
+        raise CellError("fio burst failed (status %d):\n%s" % (rc, _tail(err or out)))
+    try:
+        sw0, cpu0, t0 = probe.meter.context_switches(), probe.cpu(), time.monotonic()
+        time.sleep(env.idle_seconds)
+        sw1, cpu1, t1 = probe.meter.context_switches(), probe.cpu(), time.monotonic()
+    except procstat.ProcError as e:
+        raise CellError("the daemon: %s" % e) from None
+    secs = t1 - t0
+    metrics = {"idle_cpu_pct": (cpu1 - cpu0) / secs * 100.0,
+               "idle_wakeups": max(0, sw1 - sw0) / secs}
+    return metrics, {"burst_cmd": cmd, "idle_seconds": round(secs, 3),
+                     "idle_cpu_s": cpu1 - cpu0, "context_switches": sw1 - sw0}
 
 
 def run_statload(env, directory):
@@ -196,7 +346,7 @@ def run_statload(env, directory):
     every sample is taken under load.
     """
     job = fiomod.FioJob("load", directory, "rf-load", "write", bs="1m", size=env.size,
-                        runtime=env.runtime + 30, ioengine=env.ioengine)
+                        runtime=env.runtime + 30, ioengine=env.engine(1))
     fcmd = fiomod.build_cmd(job, env.fio)
     try:
         writer = subprocess.Popen(fcmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -239,7 +389,8 @@ def run_statload(env, directory):
         raise CellError("fio writer: %s\n%s" % (e, _tail(ferr))) from None
     metrics = {"stat_p50_us": md["stat_p50_us"], "stat_p99_us": md["stat_p99_us"],
                "writer_mbps": wsum["mbps"]}
-    return metrics, {"cmd": mcmd, "writer_cmd": fcmd, "mdbench": doc, "writer": wsum}
+    return metrics, {"cmd": mcmd, "writer_cmd": fcmd, "ioengine": job.ioengine,
+                     "iodepth": job.iodepth, "mdbench": doc, "writer": wsum}
 
 
 def _wait_writing(proc, path, timeout=20.0):

@@ -1,17 +1,18 @@
-"""ringfuse-bench command line: configurations, rounds, and the run loop.
+"""ringfuse-bench command line: rounds, and the run loop.
 
-A configuration is one way of serving the workload: a ringfuse filesystem on one transport
-(or with some tuning options), another FUSE daemon given as a command (--compare), or the
-native directory the same workload runs on without FUSE, as the ceiling. Every round runs
-each configuration once, in an order rotated by one per round so that slow drifts of the
-machine (frequency, background work) do not always hit the same configuration. Within a
-configuration's turn the filesystem is mounted once and every cell runs on that mount.
+The configurations (configs.py) are the columns: ringfuse filesystems per transport, libfuse
+peers, other daemons, native. Every round runs each configuration once, in an order rotated by
+one per round so that slow drifts of the machine (frequency, background work) do not always
+hit the same configuration. Within a configuration's turn the filesystem is mounted once and
+every cell runs on that mount, with the daemon's processes known so that the cells can
+measure its CPU time.
 """
 
 import argparse
+import json
 import os
 import platform
-import re
+import pwd
 import shlex
 import shutil
 import signal
@@ -19,75 +20,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 
 from . import __version__
 from . import cells as cellmod
 from . import mounts
+from . import procstat
+from . import perfrec
 from . import report
 
+from .configs import (Config, UsageError, build_configs, build_pairs,  # noqa: F401
+                      headline_configs, parse_compare_spec, parse_config_spec, parse_fs_list)
+
 DEFAULT_TRANSPORTS = "uring,dev,uring-rw"
-NAME_RE = re.compile(r"^[A-Za-z0-9_.+-]+$")
-
-
-class UsageError(Exception):
-    pass
-
-
-@dataclass
-class Config:
-    name: str
-    kind: str  # "ringfuse", "compare" or "native"
-    opts: str = ""  # ringfuse -o options of this configuration
-    template: list = field(default_factory=list)  # argv with {src} {mnt} {opts}
-    skip: str = ""  # why this configuration cannot run
-
-    def requested_transport(self):
-        m = re.search(r"(?:^|,)transport=([^,]+)", self.opts)
-        return m.group(1) if m else None
-
-    def needs_uring(self):
-        return self.kind == "ringfuse" and self.requested_transport() == "uring"
-
-    def argv(self, src, mnt):
-        return [t.format(src=src, mnt=mnt, opts=self.opts) for t in self.template]
-
-    def describe(self):
-        d = {"name": self.name, "kind": self.kind}
-        if self.opts:
-            d["opts"] = self.opts
-        if self.template:
-            d["command"] = " ".join(self.template)
-        if self.skip:
-            d["skipped"] = self.skip
-        return d
-
-
-def parse_config_spec(spec):
-    """--config NAME:OPTS -> (name, opts)."""
-    name, sep, opts = spec.partition(":")
-    if not sep or not NAME_RE.match(name) or not opts:
-        raise UsageError("--config wants NAME:OPTS (e.g. uring-d4:transport=uring,"
-                         "uring_depth=4), got %r" % spec)
-    return name, opts
-
-
-def parse_compare_spec(spec, index):
-    """--compare [NAME:]CMD -> (name, argv template). CMD uses {src} and {mnt}."""
-    m = re.match(r"^([A-Za-z0-9_.+-]+):(.*)$", spec)
-    name, cmd = (m.group(1), m.group(2)) if m else (None, spec)
-    try:
-        argv = shlex.split(cmd)
-    except ValueError as e:
-        raise UsageError("--compare %r: %s" % (spec, e)) from None
-    if not argv:
-        raise UsageError("--compare needs a command")
-    if not any("{mnt}" in a for a in argv):
-        raise UsageError("--compare %r: the command must contain {mnt} (and {src} if the "
-                         "daemon takes a source directory)" % spec)
-    if name is None:
-        name = os.path.basename(argv[0]) or "compare%d" % index
-    return name, argv
 
 
 def build_parser():
@@ -100,8 +44,10 @@ def build_parser():
         "uring-spin:transport=uring,uring_spin_us=50 --compare 'lowlevel:passthrough_ll -f "
         "-o source={src} {mnt}'")
     g = p.add_argument_group("what is compared")
-    g.add_argument("--fs", choices=("memfs", "passthrough", "cmd"), default="memfs",
-                   help="the ringfuse filesystem to run (default memfs)")
+    g.add_argument("--fs", default="memfs", metavar="LIST",
+                   help="the ringfuse filesystem(s) to run: memfs, passthrough, both "
+                   "(memfs,passthrough: every configuration once per filesystem, named "
+                   "FS-CONFIG) or cmd (default memfs)")
     g.add_argument("--fs-cmd", metavar="CMD",
                    help="with --fs cmd: a ringfuse daemon command line with {mnt}, {src} and "
                    "{opts} (the configuration's -o options); it must stay in the foreground "
@@ -115,8 +61,20 @@ def build_parser():
     g.add_argument("--compare", action="append", default=[], metavar="[NAME:]CMD",
                    help="another FUSE daemon, e.g. 'll:passthrough_ll -f -o source={src} "
                    "{mnt}' (repeatable)")
-    g.add_argument("--baseline", default="dev",
-                   help="configuration the ratios are taken against (default dev)")
+    g.add_argument("--libfuse", metavar="DIR",
+                   help="a libfuse build directory (meson, with examples and io-uring): adds "
+                   "its passthrough_hp over io-uring and /dev/fuse next to ringfuse-passthrough "
+                   "and memfs_ll over io-uring next to ringfuse-memfs, all with caching off")
+    g.add_argument("--kernel-passthrough", action="store_true",
+                   help="with --fs passthrough: also ringfuse-passthrough with kernel "
+                   "passthrough (uring-kpt) and, with --libfuse, passthrough_hp with it "
+                   "(hp-uring-kpt)")
+    g.add_argument("--baseline",
+                   help="configuration the ratios are taken against (default dev, or with "
+                   "--libfuse its io-uring passthrough_hp or memfs_ll)")
+    g.add_argument("--pair", action="append", default=[], metavar="CONFIG:VERSUS",
+                   help="a comparison to report as ratios on the headline cells (repeatable; "
+                   "default with --libfuse: each ringfuse filesystem against its libfuse peer)")
     g.add_argument("--cache", default="none", choices=("none", "auto", "always"),
                    help="cache= option of memfs/passthrough (default none)")
     g.add_argument("--daemon-opts", default="", metavar="OPTS",
@@ -132,7 +90,16 @@ def build_parser():
     g.add_argument("--ramp", type=float, help="fio ramp time in seconds (default 1, quick 0)")
     g.add_argument("--repeat", type=int, help="rounds (default 3, quick 1)")
     g.add_argument("--size", help="size of each fio file (default 256m, quick 64m)")
-    g.add_argument("--ioengine", default="io_uring", help="fio ioengine (io_uring or libaio)")
+    g.add_argument("--ioengine", default="io_uring",
+                   help="fio ioengine of the deep-queue cells (default io_uring; libaio works)")
+    g.add_argument("--qd1-engine", default="psync",
+                   help="fio ioengine of the queue-depth-1 cells (default psync: plain "
+                   "pread/pwrite, what a program sees)")
+    g.add_argument("--as-user", default="nobody", metavar="USER",
+                   help="the unprivileged caller of the *-user cells (default nobody); the "
+                   "mounts then get allow_other")
+    g.add_argument("--idle-seconds", type=float,
+                   help="how long the idle cell watches the daemon (default 10, quick 2)")
     g.add_argument("--md-files", type=int, help="files for the metadata cells "
                    "(default 10000, quick 1000)")
 
@@ -149,6 +116,22 @@ def build_parser():
                    "bench-results/bench-<timestamp>.json)")
     g.add_argument("--svg", metavar="PATH", help="bar chart (default: the JSON path with .svg)")
     g.add_argument("--no-svg", action="store_true", help="do not write the chart")
+    g.add_argument("--headline-svg", metavar="PATH",
+                   help="also write the compact headline chart (ringfuse, libfuse and native "
+                   "on the headline cells, absolute numbers) for the README")
+    g.add_argument("--headline-configs", metavar="LIST",
+                   help="columns of the headline chart (default: ringfuse and libfuse over "
+                   "io-uring, native)")
+    g.add_argument("--headline-note", metavar="TEXT",
+                   help="a line of text under the headline chart's title (e.g. where the "
+                   "numbers come from)")
+    g.add_argument("--from-json", metavar="PATH",
+                   help="run nothing: print the table and write the charts of an earlier "
+                   "run's results file")
+    g.add_argument("--perf", metavar="DIR",
+                   help="record a perf profile (cpu-clock, call graphs, whole machine) of "
+                   "every cell into DIR/rROUND-CONFIG-CELL.data; profiled numbers are not for "
+                   "comparison")
     g.add_argument("--dry-run", action="store_true", help="show the plan and exit")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     g.add_argument("--version", action="version", version="%(prog)s " + __version__)
@@ -167,34 +150,30 @@ def resolve_defaults(args):
         args.size = "64m" if q else "256m"
     if args.md_files is None:
         args.md_files = 1000 if q else 10000
-    if args.runtime <= 0 or args.repeat < 1 or args.md_files < 1:
-        raise UsageError("--runtime, --repeat and --md-files must be positive")
+    if args.idle_seconds is None:
+        args.idle_seconds = 2.0 if q else 10.0
+    if args.runtime <= 0 or args.repeat < 1 or args.md_files < 1 or args.idle_seconds <= 0:
+        raise UsageError("--runtime, --repeat, --md-files and --idle-seconds must be positive")
     return args
 
 
-def build_configs(args, daemon_argv):
-    """The configurations in column order: transports, --config, --compare, native."""
-    configs = []
-    extra = ",".join(o for o in (args.daemon_opts,) if o)
-    for t in [t.strip() for t in args.transports.split(",") if t.strip()]:
-        if t not in ("uring", "dev", "uring-rw", "auto"):
-            raise UsageError("unknown transport %r (uring, dev, uring-rw, auto)" % t)
-        configs.append(Config(t, "ringfuse", ",".join(x for x in ("transport=" + t, extra) if x),
-                              daemon_argv))
-    for spec in args.config:
-        name, opts = parse_config_spec(spec)
-        configs.append(Config(name, "ringfuse", ",".join(x for x in (opts, extra) if x),
-                              daemon_argv))
-    for i, spec in enumerate(args.compare, 1):
-        name, argv = parse_compare_spec(spec, i)
-        configs.append(Config(name, "compare", "", argv))
-    configs.append(Config("native", "native"))
-    seen = set()
-    for c in configs:
-        if c.name in seen:
-            raise UsageError("two configurations are named %r" % c.name)
-        seen.add(c.name)
-    return configs
+def resolve_user(name):
+    """(name, uid, gid) of --as-user; the caller must not be root."""
+    try:
+        pw = pwd.getpwnam(name) if not name.isdigit() else pwd.getpwuid(int(name))
+    except KeyError:
+        raise UsageError("--as-user %s: no such user" % name) from None
+    if pw.pw_uid == 0:
+        raise UsageError("--as-user must name an unprivileged user, not root")
+    return (pw.pw_name, pw.pw_uid, pw.pw_gid)
+
+
+def default_baseline(configs):
+    names = [c.name for c in configs]
+    for n in ("hp-uring", "memfs_ll-uring", "dev"):
+        if n in names:
+            return n
+    return names[0]
 
 
 def script_dir():
@@ -226,23 +205,25 @@ def find_program(args, name, subdir):
     return shutil.which(name)
 
 
-def daemon_template(args):
-    """argv template of the ringfuse daemon for --fs, or raise UsageError."""
-    if args.fs == "cmd":
+def daemon_template(args, fs=None):
+    """argv template of the ringfuse daemon for filesystem fs (default --fs), or raise
+    UsageError."""
+    fs = fs or args.fs
+    if fs == "cmd":
         if not args.fs_cmd:
             raise UsageError("--fs cmd needs --fs-cmd 'DAEMON ... -o {opts} {mnt}'")
         argv = shlex.split(args.fs_cmd)
         if not any("{mnt}" in a for a in argv) or not any("{opts}" in a for a in argv):
             raise UsageError("--fs-cmd must contain {mnt} and {opts}")
         return argv
-    name = "ringfuse-" + args.fs
+    name = "ringfuse-" + fs
     prog = find_program(args, name, "fs")
     if not prog:
         raise UsageError("%s not found (looked in %s and PATH): build it with `ninja -C "
                          "<builddir>` or pass --build-dir" % (name, ", ".join(
                              os.path.join(d, "fs") for d in build_dirs(args)) or "-"))
     opts = "{opts},cache=" + args.cache
-    if args.fs == "memfs":
+    if fs == "memfs":
         return [prog, "-f", "-o", opts, "{mnt}"]
     return [prog, "-f", "-o", opts, "{src}", "{mnt}"]
 
@@ -312,19 +293,33 @@ class Runner:
         self.workdir = workdir
         self.doc = None
         self.failed_configs = {}
+        self.perf = None
 
     def new_doc(self, meta):
         self.doc = {
             "meta": meta,
             "baseline": self.args.baseline,
             "configs": [c.describe() for c in self.configs],
-            "cells": [{"name": c.name, "title": c.title,
-                       "metrics": [m.__dict__ for m in c.metrics]} for c in self.cells],
+            "cells": [dict({"name": c.name, "title": c.title,
+                            "metrics": [m.__dict__ for m in c.metrics]},
+                           **({"as_user": True} if c.as_user else {})) for c in self.cells],
+            "pairs": build_pairs(self.args, self.configs),
+            "headline_configs": self.headline_configs(),
             "samples": [],
             "mounts": [],
             "warnings": [],
         }
         return self.doc
+
+    def headline_configs(self):
+        names = [c.name for c in self.configs]
+        if self.args.headline_configs:
+            want = [n.strip() for n in self.args.headline_configs.split(",") if n.strip()]
+            bad = [n for n in want if n not in names]
+            if bad:
+                raise UsageError("--headline-configs: no configuration %s" % ", ".join(bad))
+            return want
+        return headline_configs(self.configs)
 
     def warn(self, msg):
         self.doc["warnings"].append(msg)
@@ -379,6 +374,16 @@ class Runner:
                         progress.done += 1
                     return
                 mrec["mount_seconds"] = round(daemon.mount_seconds, 3)
+            if daemon is not None:
+                mrec["pids"] = daemon.pids
+                mrec["io_uring_instances"] = daemon.uring_instances()
+                self.check_peer_uring(cfg, mrec)
+            probe = cellmod.Probe(meter=daemon.cpu_meter() if daemon is not None else None)
+            if daemon is not None and probe.meter is None:
+                self.warn("%s: the daemon's processes were not found; no CPU numbers" %
+                          cfg.name)
+            if any(c.as_user for c in self.cells):
+                probe.user_dir = self.make_user_dir(cfg, target)
             nfiles = max([c.data_files(self.env) for c in self.cells] + [0])
             if nfiles:
                 progress.say("%s: laying out %d x %s fio file(s)" % (tag, nfiles, self.env.size))
@@ -388,13 +393,14 @@ class Runner:
                     mrec["error"] = str(e)
                     self.warn("%s: %s" % (cfg.name, e))
             for cell in self.cells:
-                self.run_cell(rnd, cfg, cell, target, progress, tag, daemon)
+                self.run_cell(rnd, cfg, cell, target, progress, tag, daemon, probe)
         finally:
             if daemon is not None:
                 progress.say("%s: unmounting" % tag)
                 with _signals_blocked():
                     daemon.stop()
-                mrec["transport_seen"] = daemon.transport_seen()
+                if cfg.kind == "ringfuse":
+                    mrec["transport_seen"] = daemon.transport_seen()
                 mrec["exit_status"] = daemon.returncode()
                 mrec["log_tail"] = daemon.log_text(limit=2000)
                 if daemon.stop_messages:
@@ -407,20 +413,63 @@ class Runner:
                     [src] if cfg.kind != "native" else []):
                 shutil.rmtree(d, ignore_errors=True)
 
+    def start_perf(self, rnd, cfg, cell):
+        path = perfrec.data_path(self.args.perf, rnd, cfg.name, cell.name)
+        try:
+            return perfrec.Recorder(self.perf, path, os.path.join(self.args.perf, "perf.log"))
+        except perfrec.ProfileError as e:
+            self.warn("%s / %s: no profile: %s" % (cfg.name, cell.name, e))
+            return None
+
+    def make_user_dir(self, cfg, target):
+        """A directory of the mount owned by the --as-user caller, for its metadata cells."""
+        name, uid, gid = self.env.user
+        path = os.path.join(target, "rf-user")
+        try:
+            os.mkdir(path, 0o755)
+            os.chown(path, uid, gid)
+            return path
+        except OSError as e:
+            self.warn("%s: cannot make a directory for %s in the mount (%s); the -user cells "
+                      "fail" % (cfg.name, name, e.strerror))
+            return None
+
+    def check_peer_uring(self, cfg, mrec):
+        if cfg.expect_uring and not mrec["io_uring_instances"] and mrec["pids"]:
+            self.warn("%s should serve over io-uring but its processes hold no io_uring "
+                      "instance; its numbers are not what they claim" % cfg.name)
+        if cfg.kind == "compare" and mrec["pids"]:
+            mrec["transport_seen"] = "uring" if mrec["io_uring_instances"] else "dev"
+
     def check_transport(self, cfg, mrec):
         want, seen = cfg.requested_transport(), mrec.get("transport_seen")
         if cfg.kind == "ringfuse" and want and want != "auto" and seen and seen != want:
             self.warn("%s asked for transport %s but the daemon says it used %s; its numbers "
                       "are not what they claim" % (cfg.name, want, seen))
 
-    def run_cell(self, rnd, cfg, cell, target, progress, tag, daemon):
+    def run_cell(self, rnd, cfg, cell, target, progress, tag, daemon, probe=None):
+        why = cfg.not_applicable.get(cell.name)
+        if why:
+            progress.done += 1
+            progress.say("%s: %s: not applicable (%s)" % (tag, cell.name, why))
+            s = {"round": rnd, "config": cfg.name, "cell": cell.name, "metrics": None,
+                 "error": None, "not_applicable": why}
+            self.doc["samples"].append(s)
+            return
         progress.say("%s: %s" % (tag, cell.name))
         t0 = time.monotonic()
+        recorder = None
         try:
             if daemon is not None and not daemon.alive():
                 raise cellmod.CellError("the daemon is gone (exit status %s):\n%s" % (
                     daemon.proc.returncode, daemon.log_text(limit=1500)))
-            metrics, raw = cell.run(self.env, target)
+            if self.args.perf:
+                recorder = self.start_perf(rnd, cfg, cell)
+            try:
+                metrics, raw = cell.run(self.env, target, probe)
+            finally:
+                if recorder is not None:
+                    recorder.stop()
         except (cellmod.CellError, OSError, ValueError, KeyError, TypeError) as e:
             # One broken cell must not cost the rest of the matrix (or leave a mount behind).
             progress.done += 1
@@ -472,11 +521,15 @@ def _main(args):
                                       ", ".join("%s (%s)" % (m.label, m.unit)
                                                 for m in c.metrics)))
         return 0
+    if args.from_json:
+        return rerender(args)
     resolve_defaults(args)
     try:
         cells = cellmod.select_cells(args.cells, args.quick)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    user = resolve_user(args.as_user) if any(c.as_user for c in cells) else None
+    args.allow_other = user is not None
 
     fio = shutil.which("fio")
     if not fio and not args.dry_run:
@@ -487,10 +540,15 @@ def _main(args):
         raise UsageError("ringfuse-mdbench not found: build it with `ninja -C <builddir>` and "
                          "pass --build-dir (or --mdbench PATH)")
 
-    need_daemon = args.transports.strip(",") or args.config
-    template = daemon_template(args) if need_daemon else []
-    configs = build_configs(args, template)
+    fss = parse_fs_list(args.fs)
+    need_daemon = args.transports.strip(",") or args.config or args.kernel_passthrough
+    if args.kernel_passthrough and "passthrough" not in fss:
+        raise UsageError("--kernel-passthrough needs --fs passthrough")
+    templates = {fs: daemon_template(args, fs) for fs in fss} if need_daemon else {}
+    configs = build_configs(args, templates)
     names = [c.name for c in configs]
+    if args.baseline is None:
+        args.baseline = default_baseline(configs)
     if args.baseline not in names:
         fallback = names[0]
         print("ringfuse-bench: baseline %r is not among the configurations (%s); using %s"
@@ -500,17 +558,24 @@ def _main(args):
     nproc = len(os.sched_getaffinity(0))
     env = cellmod.Env(fio=fio or "fio", mdbench=mdbench or "ringfuse-mdbench",
                       runtime=args.runtime, ramp=args.ramp, size=args.size,
-                      ioengine=args.ioengine, nproc=nproc, md_files=args.md_files)
+                      ioengine=args.ioengine, qd1_engine=args.qd1_engine, nproc=nproc,
+                      md_files=args.md_files, idle_seconds=args.idle_seconds, user=user)
 
     if args.dry_run:
         print("configurations (%d round(s), rotated):" % args.repeat)
         for c in configs:
             cmd = " ".join(shlex.quote(a) for a in c.argv("SRC", "MNT")) if c.template else \
                 "(plain directory)"
-            print("  %-14s %s" % (c.name, cmd))
+            print("  %-14s %s%s" % (c.name, cmd, ("\n  %14s skipped: %s" % ("", c.skip))
+                                     if c.skip else ""))
         print("cells (%.3g s each):" % args.runtime)
         for c in cells:
             print("  %-14s %s" % (c.name, c.title))
+        pairs = build_pairs(args, configs)
+        if pairs:
+            print("pairs: %s" % ", ".join("%s/%s" % (p["config"], p["versus"]) for p in pairs))
+        if user:
+            print("unprivileged caller: %s (uid %d); mounts get allow_other" % user[:2])
         print("fio: %s\nmdbench: %s" % (fio or "NOT FOUND (apt-get install fio)",
                                          mdbench or "NOT FOUND"))
         return 0
@@ -519,6 +584,9 @@ def _main(args):
         print("ringfuse-bench: not running as root: mounting may fail", file=sys.stderr)
     uring_status = check_uring(configs)
 
+    if not procstat.set_child_subreaper():
+        print("ringfuse-bench: cannot become a child subreaper: a daemon that forks may not "
+              "be found for its CPU time", file=sys.stderr)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     json_path = args.json or os.path.join("bench-results", "bench-%s.json" % stamp)
     svg_path = None if args.no_svg else (args.svg or os.path.splitext(json_path)[0] + ".svg")
@@ -530,6 +598,8 @@ def _main(args):
     else:
         workdir = os.path.abspath(args.workdir)
         os.makedirs(workdir, exist_ok=True)
+    if user:
+        os.chmod(workdir, 0o755)  # the unprivileged caller walks through it to the mounts
 
     meta = {
         "tool": "ringfuse-bench", "version": __version__,
@@ -538,12 +608,20 @@ def _main(args):
         "fs": args.fs if need_daemon else None, "cache": args.cache,
         "runtime": args.runtime, "ramp": args.ramp,
         "rounds": args.repeat, "size": args.size, "ioengine": args.ioengine,
+        "qd1_engine": args.qd1_engine, "idle_seconds": args.idle_seconds,
+        "as_user": user[0] if user else None, "libfuse": args.libfuse,
+        "libfuse_version": libfuse_version(args.libfuse),
         "md_files": args.md_files, "quick": args.quick,
         "kernel": platform.release(), "nproc": nproc, "cpu": cpu_model(),
         "fio_version": tool_version([fio, "--version"]),
         "enable_uring": uring_status, "workdir_fs": _fstype(workdir),
     }
     runner = Runner(args, configs, cells, env, workdir)
+    if args.perf:
+        runner.perf = perfrec.find_perf()
+        if not runner.perf:
+            raise UsageError("--perf needs perf (Debian: apt-get install linux-perf)")
+        os.makedirs(args.perf, exist_ok=True)
     doc = runner.new_doc(meta)
     progress = Progress(args.repeat * len(configs) * len(cells), args.quiet)
     old_term = signal.signal(signal.SIGTERM, _interrupt)
@@ -563,9 +641,12 @@ def _main(args):
 
     report.summarize(doc)
     print(report.format_table(doc))
+    if doc.get("pairs"):
+        print(report.format_pairs(doc))
     missing = [(s["config"], s["cell"], s["error"]) for s in doc["samples"] if s.get("error")]
     for w in doc["warnings"]:
         print("warning: " + w)
+    print(report.format_not_applicable(doc), end="")
     if missing:
         print("%d cell run(s) failed or were skipped:" % len(missing))
         for cfg, cell, err in missing[:20]:
@@ -575,9 +656,60 @@ def _main(args):
     if svg_path:
         report.write_svg(doc, svg_path)
         print("chart:   %s" % svg_path)
+    if args.headline_svg:
+        report.write_headline_svg(doc, args.headline_svg, args.headline_note)
+        print("headline chart: %s" % args.headline_svg)
     if interrupted:
         return 130
     return 1 if missing else 0
+
+
+def rerender(args):
+    """--from-json: the table, pairs and charts of an earlier run, without running anything."""
+    try:
+        with open(args.from_json) as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError("--from-json %s: %s" % (args.from_json, e)) from None
+    names = [c["name"] for c in doc.get("configs", [])]
+    if args.baseline:
+        if args.baseline not in names:
+            raise UsageError("--baseline %s is not a configuration of that run" % args.baseline)
+        doc["baseline"] = args.baseline
+    if args.pair:
+        doc["pairs"] = build_pairs(args, [Config(n, "x") for n in names])
+    if args.headline_configs:
+        want = [n.strip() for n in args.headline_configs.split(",") if n.strip()]
+        if any(n not in names for n in want):
+            raise UsageError("--headline-configs names a configuration that run did not have")
+        doc["headline_configs"] = want
+    report.summarize(doc)
+    print(report.format_table(doc))
+    if doc.get("pairs"):
+        print(report.format_pairs(doc))
+    print(report.format_not_applicable(doc), end="")
+    if args.svg:
+        report.write_svg(doc, args.svg)
+        print("chart:   %s" % args.svg)
+    if args.headline_svg:
+        report.write_headline_svg(doc, args.headline_svg, args.headline_note)
+        print("headline chart: %s" % args.headline_svg)
+    return 0
+
+
+def libfuse_version(build_dir):
+    """The libfuse version and commit a --libfuse build directory was made from, if known."""
+    if not build_dir:
+        return None
+    try:
+        with open(os.path.join(build_dir, "meson-info", "meson-info.json")) as f:
+            src = json.load(f)["directories"]["source"]
+        with open(os.path.join(build_dir, "meson-info", "intro-projectinfo.json")) as f:
+            version = json.load(f).get("version")
+    except (OSError, ValueError, KeyError):
+        return None
+    commit = tool_version(["git", "-C", src, "rev-parse", "--short", "HEAD"])
+    return "%s (%s)" % (version, commit) if commit and " " not in commit else version
 
 
 def _fstype(path):

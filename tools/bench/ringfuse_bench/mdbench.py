@@ -15,8 +15,9 @@ PHASES = ("create", "stat", "unlink")
 
 
 def build_cmd(binary, directory, files=1000, threads=1, ops=PHASES, stat_seconds=0.0,
-              load_pid=None):
-    """The ringfuse-mdbench argv. ops is a subset of PHASES, run in that order."""
+              load_pid=None, cpu_pids=None):
+    """The ringfuse-mdbench argv. ops is a subset of PHASES, run in that order; cpu_pids are
+    the daemon's processes, whose CPU time mdbench then reports per phase."""
     bad = [o for o in ops if o not in PHASES]
     if bad or not ops:
         raise ValueError("mdbench operations must be among %s, got %r" % (PHASES, list(ops)))
@@ -25,6 +26,8 @@ def build_cmd(binary, directory, files=1000, threads=1, ops=PHASES, stat_seconds
         cmd += ["-d", "%g" % stat_seconds]
     if load_pid:
         cmd += ["-L", str(int(load_pid))]
+    if cpu_pids:
+        cmd += ["-P", ",".join(str(int(p)) for p in cpu_pids)]
     cmd.append(directory)
     return cmd
 
@@ -43,12 +46,17 @@ def parse_output(text):
 
 
 def summarize(doc):
-    """Flat metrics: <phase>_ops (ops/s) and <phase>_p50_us / _p99_us for every phase run."""
+    """Flat metrics: <phase>_ops (ops/s) and <phase>_p50_us / _p99_us for every phase run,
+    and <phase>_cpu_us, the daemon's CPU microseconds per operation, when mdbench measured it
+    (None when a daemon process went away)."""
     out = {}
     for phase, res in doc["ops"].items():
         if not res.get("count"):
             raise MdbenchError("mdbench phase %s did no operations" % phase)
         out["%s_ops" % phase] = float(res["ops_per_sec"])
+        if "daemon_cpu_s" in res:
+            cpu = res["daemon_cpu_s"]
+            out["%s_cpu_us" % phase] = None if cpu is None else cpu * 1e6 / res["count"]
         lat = res.get("lat_ns") or {}
         for p in ("p50", "p99", "p999"):
             if p in lat:

@@ -3,7 +3,9 @@
 A daemon is started in its own session (so a Ctrl-C reaches the benchmark, which then unmounts
 in order, rather than the daemon), with stdout and stderr going to a log file that is shown
 when it fails. The mount is detected in /proc/self/mountinfo, which works both for daemons
-that stay in the foreground and for daemons that fork and let their parent exit 0.
+that stay in the foreground and for daemons that fork and let their parent exit 0. Once it is
+up, the processes that serve it are looked up (procstat.find_daemon) so that their CPU time
+can be measured and, for a daemon that forked away, so that its exit can be waited for.
 """
 
 import os
@@ -12,6 +14,8 @@ import shutil
 import signal
 import subprocess
 import time
+
+from . import procstat
 
 ENABLE_URING = "/sys/module/fuse/parameters/enable_uring"
 IO_URING_DISABLED = "/proc/sys/kernel/io_uring_disabled"
@@ -143,6 +147,8 @@ class Daemon:
         self.daemonized = False
         self.mount_seconds = None
         self.stop_messages = []
+        self.pids = []  # the processes serving the mount (holding /dev/fuse)
+        self.fds = {}  # {pid: [fd targets]} of the daemon's process tree at mount time
 
     def __enter__(self):
         self.start()
@@ -171,6 +177,7 @@ class Daemon:
             raise MountError("%s is already mounted and could not be unmounted" %
                              self.mountpoint)
         t0 = time.monotonic()
+        before = procstat.my_children()
         with open(self.log_path, "wb") as log:
             try:
                 self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -184,6 +191,28 @@ class Daemon:
             self.stop()
             raise
         self.mount_seconds = time.monotonic() - t0
+        self._find_servers(before)
+
+    def _find_servers(self, before, timeout=3.0):
+        """Look up the serving processes. A daemon that mounts through fusermount3 gets its
+        /dev/fuse descriptor just after the mount shows, and a forking one may still be
+        handing over to its child: look again for a moment until one holds /dev/fuse."""
+        t0 = time.monotonic()
+        while True:
+            pids, fds = procstat.find_daemon(self.proc.pid, before)
+            if any(procstat.FUSE_DEV in fds.get(p, ()) for p in pids) or \
+                    time.monotonic() - t0 > timeout:
+                break
+            time.sleep(0.02)
+        self.pids, self.fds = pids, fds
+
+    def cpu_meter(self):
+        """A CpuMeter of the serving processes, or None if none was found."""
+        return procstat.CpuMeter(self.pids) if self.pids else None
+
+    def uring_instances(self):
+        """io_uring instances the serving processes held once mounted (0: not on io-uring)."""
+        return procstat.uring_fds({p: self.fds.get(p, []) for p in self.pids})
 
     def _wait_mounted(self, t0):
         while True:
@@ -241,10 +270,44 @@ class Daemon:
                     self.stop_messages.append("SIGKILL")
                     self._signal(signal.SIGKILL)
                     self.proc.wait()
+        self._reap_forked(timeout)
         if find_mount(self.mountpoint) is not None:
             ok, msg = unmount(self.mountpoint, lazy=True)
             self.stop_messages.append("lazy unmount: %s" % ("ok" if ok else msg))
         self.proc = None if self.daemonized else self.proc
+
+    def _reap_forked(self, timeout):
+        """Wait for the processes of a daemon that forked away (our children as a subreaper)
+        to exit after the unmount, so that the next configuration does not run beside it."""
+        rest = [p for p in self.pids if p != self.proc.pid]
+        t0 = time.monotonic()
+        sig = None
+        while rest:
+            left = []
+            for pid in rest:
+                try:
+                    done, _ = os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:  # not our child: watch /proc instead
+                    done = pid if not os.path.exists("/proc/%d" % pid) else 0
+                if not done:
+                    left.append(pid)
+            rest = left
+            if not rest:
+                break
+            el = time.monotonic() - t0
+            if el > timeout and sig is None or el > timeout + 3 and sig == signal.SIGTERM:
+                sig = signal.SIGTERM if sig is None else signal.SIGKILL
+                self.stop_messages.append("the daemon did not exit after unmount; %s"
+                                          % sig.name)
+                for pid in rest:
+                    try:
+                        os.kill(pid, sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            elif el > timeout + 6:
+                self.stop_messages.append("processes %s did not exit" % rest)
+                break
+            time.sleep(0.02)
 
     def _signal(self, sig):
         try:

@@ -62,11 +62,12 @@ def fmt_num(v):
     return s + suffix
 
 
-def fmt_cell(summary, base=None, is_baseline=False, failed=True):
+def fmt_cell(summary, base=None, is_baseline=False, failed=True, na=False):
     """'12.3k ±4%' plus ' 1.05x' against base (raw value ratio) unless this is the baseline.
-    Without a number: ERR if the cell failed, '-' if it did not run."""
+    Without a number: ERR if the cell failed, n/a if it cannot apply to this configuration,
+    '-' if it did not run or has no such number (no daemon CPU for native)."""
     if not summary or summary.get("median") is None:
-        return "ERR" if failed else "-"
+        return "ERR" if failed else "n/a" if na else "-"
     s = fmt_num(summary["median"])
     if summary.get("n", 0) > 1 and summary.get("spread_pct") is not None:
         s += " ±%.0f%%" % summary["spread_pct"]
@@ -82,6 +83,7 @@ def format_table(doc):
     cfgs = [c["name"] for c in doc["configs"]]
     header = ["cell", "metric", "unit"] + cfgs
     failed = {(s["config"], s["cell"]) for s in doc["samples"] if s.get("error")}
+    na = {(s["config"], s["cell"]) for s in doc["samples"] if s.get("not_applicable")}
     rows = []
     for cell in doc["cells"]:
         first = True
@@ -92,7 +94,8 @@ def format_table(doc):
             for c in cfgs:
                 summ = doc["summary"].get(c, {}).get(cell["name"], {}).get(m["key"])
                 row.append(fmt_cell(summ, bval, is_baseline=(c == base),
-                                    failed=(c, cell["name"]) in failed))
+                                    failed=(c, cell["name"]) in failed,
+                                    na=(c, cell["name"]) in na))
             rows.append(row)
             first = False
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
@@ -111,6 +114,16 @@ def format_table(doc):
              "", line(header), line(["-" * w for w in widths])]
     lines += [line(r) for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def format_not_applicable(doc):
+    """One line per (configuration, cell) that cannot apply, with the reason ('' if none)."""
+    seen = []
+    for s in doc["samples"]:
+        key = (s["config"], s["cell"], s.get("not_applicable"))
+        if key[2] and key not in seen:
+            seen.append(key)
+    return "".join("n/a: %s / %s: %s\n" % k for k in seen)
 
 
 def write_json(doc, path):
@@ -242,3 +255,204 @@ def write_svg(doc, path):
         os.makedirs(d, exist_ok=True)
     with open(path, "w") as f:
         f.write(render_svg(doc))
+
+
+# The numbers a comparison with another FUSE server is judged on: (cell, metric key, short
+# label). Those of cells that did not run are left out.
+HEADLINE = [
+    ("rand4k-qd1", "iops", "4K read QD1"),
+    ("rand4k-qd1", "cpu_us", "4K read QD1 CPU/op"),
+    ("rand4k-qd1-user", "iops", "4K read QD1, unprivileged"),
+    ("rand4k-qd1-user", "cpu_us", "4K read QD1, unpriv. CPU/op"),
+    ("rand4k-qd32", "iops", "4K read QD32"),
+    ("rand4k-qd32", "cpu_us", "4K read QD32 CPU/op"),
+    ("seqread-1m", "mbps", "1M read"),
+    ("seqread-1m", "cpu_us", "1M read CPU/op"),
+    ("seqwrite-1m", "mbps", "1M write"),
+    ("seqwrite-1m", "cpu_us", "1M write CPU/op"),
+    ("meta", "create_ops", "create"),
+    ("meta", "stat_ops", "stat"),
+    ("meta", "unlink_ops", "unlink"),
+    ("meta", "create_cpu_us", "create CPU/op"),
+    ("meta", "stat_cpu_us", "stat CPU/op"),
+    ("meta-mt", "create_ops", "create, thread/CPU"),
+    ("meta-mt", "stat_ops", "stat, thread/CPU"),
+    ("meta-mt", "unlink_ops", "unlink, thread/CPU"),
+    ("meta-user", "create_ops", "create, unprivileged"),
+    ("meta-user", "stat_ops", "stat, unprivileged"),
+    ("meta-user", "unlink_ops", "unlink, unprivileged"),
+    ("stat-load", "stat_p99_us", "stat p99 under 1M writer"),
+    ("idle", "idle_cpu_pct", "idle CPU (% core)"),
+]
+
+# The groups of the headline chart (a subset of HEADLINE).
+HEADLINE_CHART = [
+    ("rand4k-qd1", "iops"), ("rand4k-qd32", "iops"), ("seqread-1m", "mbps"),
+    ("seqwrite-1m", "mbps"), ("meta", "create_ops"), ("meta", "stat_ops"),
+    ("meta", "unlink_ops"), ("rand4k-qd1", "cpu_us"),
+]
+
+
+def _metric(doc, cell, key):
+    for c in doc["cells"]:
+        if c["name"] == cell:
+            for m in c["metrics"]:
+                if m["key"] == key:
+                    return m
+    return None
+
+
+def headline_rows(doc):
+    """HEADLINE entries whose cell ran: (cell, metric dict, label)."""
+    out = []
+    for cell, key, label in HEADLINE:
+        m = _metric(doc, cell, key)
+        if m is not None:
+            out.append((cell, m, label))
+    return out
+
+
+def format_pairs(doc):
+    """Ratios of each pair (config / versus, raw medians) on the headline metrics: above 1
+    is better for ↑ metrics, below 1 for ↓ ones (latency, CPU)."""
+    pairs = doc.get("pairs") or []
+    rows = headline_rows(doc)
+    if not pairs or not rows:
+        return ""
+    header = ["metric"] + ["%s / %s" % (p["config"], p["versus"]) for p in pairs]
+    table = []
+    for cell, m, label in rows:
+        row = ["%s %s" % (label, "↑" if m["better"] == "higher" else "↓")]
+        for p in pairs:
+            r = stats.ratio(median_of(doc, p["config"], cell, m["key"]),
+                            median_of(doc, p["versus"], cell, m["key"]))
+            row.append("%.2fx" % r if r is not None else "-")
+        table.append(row)
+    widths = [max(len(r[i]) for r in table + [header]) for i in range(len(header))]
+
+    def line(r):
+        return "  ".join(v.ljust(widths[i]) if i == 0 else v.rjust(widths[i])
+                         for i, v in enumerate(r)).rstrip()
+
+    out = ["ratios of medians, configuration / versus (↑ above 1 is better, ↓ below 1 is "
+           "better)", "", line(header), line(["-" * w for w in widths])]
+    out += [line(r) for r in table]
+    return "\n".join(out) + "\n"
+
+
+HEADLINE_COLORS = {"ringfuse": ["#1f5fa8", "#5b9bd5", "#9dc3e6"],
+                   "compare": ["#d9661f", "#f4a261", "#f6c89f"],
+                   "native": ["#8c8c8c"]}
+
+
+def _headline_colors(doc, names):
+    kinds = {c["name"]: c.get("kind", "compare") for c in doc["configs"]}
+    used, out = {}, {}
+    for n in names:
+        k = kinds.get(n, "compare")
+        pal = HEADLINE_COLORS.get(k, HEADLINE_COLORS["compare"])
+        out[n] = pal[used.get(k, 0) % len(pal)]
+        used[k] = used.get(k, 0) + 1
+    return out
+
+
+def render_headline_svg(doc, width=760, note=None):
+    """The README chart: one group of horizontal bars per headline number, one bar per
+    configuration (ringfuse in blues, other servers in oranges, native in grey), in absolute
+    units on a linear scale per group. A bar past 1.3 times the longest FUSE bar (native,
+    usually) is cut short and marked, its number printed, so that it does not flatten the
+    FUSE bars. Lower-is-better groups say so."""
+    labels = {c["name"]: c.get("label") or c["name"] for c in doc["configs"]}
+    kinds = {c["name"]: c.get("kind") for c in doc["configs"]}
+    names = [n for n in (doc.get("headline_configs") or [c["name"] for c in doc["configs"]])
+             if n in labels]
+    groups = []
+    for cell, key in HEADLINE_CHART:
+        m = _metric(doc, cell, key)
+        if m is None:
+            continue
+        vals = {n: median_of(doc, n, cell, key) for n in names}
+        if any(v is not None for v in vals.values()):
+            label = next((lb for c, k, lb in HEADLINE if c == cell and k == key), key)
+            groups.append((label, m, vals))
+    colors = _headline_colors(doc, names)
+    bar_h, gap, left, top = 13, 16, 190, 78
+    plot_w = width - left - 120
+    group_h = len(names) * bar_h + gap
+    height = top + max(1, len(groups)) * group_h + 36
+    meta = doc.get("meta", {})
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+           'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">'
+           % (width, height, width, height),
+           '<rect x="0" y="0" width="%d" height="%d" fill="white"/>' % (width, height),
+           '<text x="10" y="20" font-size="15" font-weight="bold">%s</text>' % escape(
+               "ringfuse against libfuse and native, caching off (medians)"),
+           '<text x="10" y="37" fill="#555" font-size="11">%s</text>' % escape(
+               "%skernel %s, %s CPUs, %g s per cell, %s round(s); longer is better unless "
+               "marked" % ((meta["date"][:10] + ", ") if meta.get("date") else "",
+                           meta.get("kernel", "?"), meta.get("nproc", "?"),
+                           meta.get("runtime") or 0, meta.get("rounds", "?")))]
+    lx, ly = 10, 50
+    if note:
+        out.append('<text x="10" y="53" fill="#b00020" font-size="11">%s</text>'
+                   % escape(note))
+        ly += 16
+    for n in names:
+        text = labels[n]
+        if lx + 22 + 6.5 * len(text) > width:
+            lx, ly = 10, ly + 16
+        out.append('<rect x="%d" y="%d" width="11" height="11" fill="%s"/>'
+                   % (lx, ly, colors[n]))
+        out.append('<text x="%d" y="%d" font-size="11">%s</text>'
+                   % (lx + 15, ly + 10, escape(text)))
+        lx += 30 + int(6.2 * len(text))
+    top = max(top, ly + 28)
+    height = top + max(1, len(groups)) * group_h + 16
+    out[1] = ('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
+              'viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">'
+              % (width, height, width, height))
+    out[2] = '<rect x="0" y="0" width="%d" height="%d" fill="white"/>' % (width, height)
+    for g, (label, m, vals) in enumerate(groups):
+        y0 = top + g * group_h
+        if g % 2 == 0:
+            out.append('<rect x="0" y="%d" width="%d" height="%d" fill="#f4f4f4"/>'
+                       % (y0 - gap // 2, width, group_h))
+        lower = m["better"] == "lower"
+        out.append('<text x="%d" y="%d" text-anchor="end" font-weight="bold">%s</text>'
+                   % (left - 8, y0 + len(names) * bar_h // 2 - 1, escape(label)))
+        out.append('<text x="%d" y="%d" text-anchor="end" font-size="10" fill="#555">%s'
+                   '</text>' % (left - 8, y0 + len(names) * bar_h // 2 + 11,
+                                escape(m["unit"] + (", shorter is better" if lower else ""))))
+        fuse = [v for n, v in vals.items() if v is not None and kinds.get(n) != "native"]
+        scale_max = max(fuse or [v for v in vals.values() if v is not None] or [1.0]) * 1.3
+        for i, n in enumerate(names):
+            y = y0 + i * bar_h
+            v = vals[n]
+            if v is None:
+                out.append('<text x="%d" y="%d" fill="#999" font-size="10">%s</text>'
+                           % (left + 4, y + bar_h - 3,
+                              "no daemon" if kinds.get(n) == "native" else "n/a"))
+                continue
+            clipped = v > scale_max
+            w = plot_w * min(v, scale_max) / scale_max if scale_max > 0 else 0
+            out.append('<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s">'
+                       '<title>%s</title></rect>'
+                       % (left, y + 1, max(w, 1.0), bar_h - 2, colors[n],
+                          escape("%s, %s: %s %s" % (labels[n], label, fmt_num(v), m["unit"]))))
+            if clipped:
+                out.append('<path d="M%.1f %d l6 %d l-6 %d z" fill="white"/>'
+                           % (left + w - 8, y + 1, (bar_h - 2) // 2, (bar_h - 2) // 2))
+            out.append('<text x="%.1f" y="%d" font-size="10">%s</text>'
+                       % (left + w + 4, y + bar_h - 3,
+                          escape(fmt_num(v) + (" (bar cut)" if clipped else ""))))
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write_headline_svg(doc, path, note=None):
+    d = os.path.dirname(path)
+    if d:
+        os.makedirs(d, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(render_headline_svg(doc, note=note))
