@@ -417,7 +417,8 @@ size_t rf_add_direntry_plus(rf_req *req, char *buf, size_t bufsize, const char *
  * flight (one at a time; a callback may start the next), or another -errno; if it fails, cb
  * is never called. After a 0 return req may already be answered by cb: do not touch it.
  * cb gets the result: >= 0 (bytes, 0, or the new fd for rf_io_openat, which cb then owns) or
- * a negative errno. One operation moves at most INT32_MAX bytes (longer ones complete short).
+ * a negative errno. A read or write moves at most INT32_MAX bytes (longer ones complete short);
+ * a fallocate range is passed on whole, whatever its length.
  * Buffers, paths and stx are caller-owned and must stay valid until cb runs.
  */
 struct statx;

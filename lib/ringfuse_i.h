@@ -50,7 +50,7 @@ struct rf_io {
 	unsigned int mask;
 	mode_t mode;
 	void *buf;
-	size_t len;
+	uint64_t len; /* bytes to read or write (at most INT32_MAX), or fallocate's range */
 	off_t off;
 	const char *path;
 	rf_io_cb cb;
