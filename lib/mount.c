@@ -104,7 +104,8 @@ static int receive_fd(int sock)
 	return fd;
 }
 
-/* fusermount3 takes mount flags as option words; it enforces nosuid,nodev itself. */
+/* fusermount3 takes mount flags as option words; it enforces nosuid,nodev itself. It knows no
+ * word for nodiratime or strictatime: the server honours those itself (mount_table.c). */
 static void flag_words(const rf_session *se, char *buf, size_t size)
 {
 	static const struct {
@@ -112,7 +113,6 @@ static void flag_words(const rf_session *se, char *buf, size_t size)
 		const char *word;
 	} words[] = {{MS_NOEXEC, ",noexec"},
 		     {MS_NOATIME, ",noatime"},
-		     {MS_NODIRATIME, ",nodiratime"},
 		     {MS_SYNCHRONOUS, ",sync"},
 		     {MS_DIRSYNC, ",dirsync"}};
 	size_t used = 0;
@@ -174,34 +174,6 @@ static int mount_with_fusermount(rf_session *se)
 	return 0;
 }
 
-/*
- * Find the "major:minor" of the mount at se->mountpoint in /proc/self/mountinfo (the newest one,
- * as mounts stack). Reading the table never calls into the filesystem, so this is safe while
- * nobody serves it. Returns 0 and fills dev, or -ENOENT.
- */
-static int find_mount_dev(const rf_session *se, char *dev, size_t devlen)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int ret = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char mdev[64], mpoint[PATH_MAX];
-
-		/* id parent major:minor root mountpoint ... (mountpoint octal-escaped) */
-		if (sscanf(line, "%*d %*d %63s %*s %4095s", mdev, mpoint) != 2)
-			continue;
-		if (strcmp(mpoint, se->mountpoint) == 0 && strstr(line, " - fuse")) {
-			snprintf(dev, devlen, "%s", mdev);
-			ret = 0;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
 int rf_mount(rf_session *se)
 {
 	int ret;
@@ -212,8 +184,11 @@ int rf_mount(rf_session *se)
 		ret = mount_with_fusermount(se);
 	if (ret == 0) {
 		se->mounted = true;
-		if (find_mount_dev(se, se->mount_dev, sizeof(se->mount_dev)) < 0)
+		/* Reading the table never calls into the filesystem: safe while nobody serves it.
+		 */
+		if (rf_mount_table_lookup(se, NULL, se->mount_dev, sizeof(se->mount_dev), NULL) < 0)
 			se->mount_dev[0] = '\0';
+		rf_mount_flags_refresh(se, false);
 	}
 	return ret;
 }
@@ -222,7 +197,9 @@ bool rf_mount_still_there(const rf_session *se)
 {
 	char dev[64];
 
-	return se->mounted && se->mount_dev[0] && find_mount_dev(se, dev, sizeof(dev)) == 0 &&
+	/* Ours must be the top one: unmounting the mountpoint takes away whatever is on top. */
+	return se->mounted && se->mount_dev[0] &&
+	       rf_mount_table_lookup(se, NULL, dev, sizeof(dev), NULL) == 0 &&
 	       strcmp(dev, se->mount_dev) == 0;
 }
 

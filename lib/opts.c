@@ -34,7 +34,10 @@ static void print_help(const char *prog)
 	       "    default_permissions    kernel checks permissions (the default)\n"
 	       "    no_default_permissions leave permission checks to the filesystem\n"
 	       "    ro, rw                 read-only / read-write mount\n"
-	       "    nosuid, suid, nodev, dev, noexec, exec, noatime, atime, sync, dirsync\n"
+	       "    nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync, lazytime,\n"
+	       "    nosymfollow            mount flags\n"
+	       "    relatime, noatime, strictatime, nodiratime\n"
+	       "                           when reads update access times (default relatime)\n"
 	       "    fsname=NAME            name shown as the mount's source\n"
 	       "    subtype=NAME           filesystem type shown as fuse.NAME\n"
 	       "    max_write=N            largest write request in bytes (4096..1048576)\n"
@@ -106,12 +109,32 @@ struct flag_opt {
 	unsigned long set, clear;
 };
 
-/* Plain mount flags passed through to mount(2). */
+#define ATIME_MODES (MS_NOATIME | MS_RELATIME | MS_STRICTATIME)
+
+/* Plain mount flags passed through to mount(2); the last word of a kind wins, as in mount(8).
+ * The atime words also tell the filesystem how to keep access times (rf_atime_due()). */
 static const struct flag_opt mount_flags[] = {
-	{"nosuid", MS_NOSUID, 0},     {"suid", 0, MS_NOSUID},	  {"nodev", MS_NODEV, 0},
-	{"dev", 0, MS_NODEV},	      {"noexec", MS_NOEXEC, 0},	  {"exec", 0, MS_NOEXEC},
-	{"noatime", MS_NOATIME, 0},   {"atime", 0, MS_NOATIME},	  {"sync", MS_SYNCHRONOUS, 0},
-	{"async", 0, MS_SYNCHRONOUS}, {"dirsync", MS_DIRSYNC, 0}, {"nodiratime", MS_NODIRATIME, 0},
+	{"nosuid", MS_NOSUID, 0},
+	{"suid", 0, MS_NOSUID},
+	{"nodev", MS_NODEV, 0},
+	{"dev", 0, MS_NODEV},
+	{"noexec", MS_NOEXEC, 0},
+	{"exec", 0, MS_NOEXEC},
+	{"sync", MS_SYNCHRONOUS, 0},
+	{"async", 0, MS_SYNCHRONOUS},
+	{"dirsync", MS_DIRSYNC, 0},
+	{"noatime", MS_NOATIME, ATIME_MODES},
+	{"atime", 0, MS_NOATIME},
+	{"relatime", MS_RELATIME, ATIME_MODES},
+	{"norelatime", 0, MS_RELATIME},
+	{"strictatime", MS_STRICTATIME, ATIME_MODES},
+	{"nostrictatime", 0, MS_STRICTATIME},
+	{"nodiratime", MS_NODIRATIME, 0},
+	{"diratime", 0, MS_NODIRATIME},
+	{"lazytime", MS_LAZYTIME, 0},
+	{"nolazytime", 0, MS_LAZYTIME},
+	{"nosymfollow", MS_NOSYMFOLLOW, 0},
+	{"symfollow", 0, MS_NOSYMFOLLOW},
 };
 
 static int keep_extra(struct rf_opts *o, const char *opt)
@@ -139,7 +162,7 @@ static int parse_one(struct rf_opts *o, char *opt)
 	for (size_t i = 0; i < sizeof(mount_flags) / sizeof(mount_flags[0]); i++) {
 		if (!strcmp(opt, mount_flags[i].name) && !val) {
 			o->mount_flags =
-				(o->mount_flags | mount_flags[i].set) & ~mount_flags[i].clear;
+				(o->mount_flags & ~mount_flags[i].clear) | mount_flags[i].set;
 			return 0;
 		}
 	}
@@ -303,6 +326,7 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 			return -ENOMEM;
 	}
 	se->mountpoint = strdup(pos[npos - 1]);
+	atomic_init(&se->mount_flags, rf_mount_flags_from_opts(o));
 	return se->mountpoint ? 0 : -ENOMEM;
 }
 

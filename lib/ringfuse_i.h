@@ -142,6 +142,10 @@ struct rf_session {
 	bool mounted;
 	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
 	char mount_dev[64]; /* "major:minor" of our mount, to recognise it in mountinfo */
+	_Atomic unsigned int mount_flags; /* RF_MOUNT_* of our mount, following remounts */
+	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */
+	bool watching;
+	int watch_wake; /* eventfd that ends the watch */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */
 	uint32_t proto_minor;
@@ -241,6 +245,21 @@ int rf_mount(rf_session *se);
 void rf_unmount(rf_session *se);
 /* Our mount is still in the mount table (e.g. the connection was aborted, not unmounted). */
 bool rf_mount_still_there(const rf_session *se);
+
+/* ---- mount_table.c ---- */
+/* RF_MOUNT_* as the options ask for them (before there is a mount to read them from). */
+unsigned int rf_mount_flags_from_opts(const struct rf_opts *o);
+/* The top FUSE mount at se->mountpoint (with device want_dev, if not NULL) in the mount table:
+ * 0 and its "major:minor" and RF_MOUNT_* flags (either pointer may be NULL), or -ENOENT. */
+int rf_mount_table_lookup(const rf_session *se, const char *want_dev, char *dev, size_t devlen,
+			  unsigned int *flags);
+/* Read our mount's flags from the table into se->mount_flags; announce: log a change and
+ * call ops.remount. */
+void rf_mount_flags_refresh(rf_session *se, bool announce);
+/* Follow the mount table on a thread of its own from now (after the mount and any fork) until
+ * stop; both are no-ops when not mounted. */
+void rf_mount_watch_start(rf_session *se);
+void rf_mount_watch_stop(rf_session *se);
 
 /* ---- log.c ---- */
 void rf_log(enum rf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
