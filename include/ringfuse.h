@@ -484,13 +484,17 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *      relatime (default), noatime, strictatime, atime, nodiratime, diratime, lazytime,
  *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,
- *      uring_pin=0|1, threads=N, plus the filesystem's own options, read with
- *      rf_session_opt().
+ *      uring_pin=0|1, threads=N, remount, the words mount(8) and fstab use for themselves
+ *      (defaults, _netdev, nofail, auto, noauto, user, users, owner, group, x-*, comment=...;
+ *      ignored), plus the filesystem's own options, read with rf_session_opt(). The mount's
+ *      type is fuse.PROGRAM unless subtype= says otherwise.
  * ops (ops_size bytes: pass sizeof(struct rf_ops)) is copied; members missing from a smaller
  * table are NULL, those beyond a larger one are ignored with a warning. userdata is passed to
  * init/destroy and returned by rf_req_userdata(). Returns NULL on bad usage (errno = EINVAL,
  * the message went through the log hook) or ENOMEM. When -h or -V were given, the text is
- * printed on stdout and NULL is returned with errno = 0.
+ * printed on stdout and NULL is returned with errno = 0. With -o remount, the flags the options
+ * name are changed on the existing mount at the mountpoint (MS_REMOUNT, as mount -o remount
+ * asks a helper to) and NULL is returned with errno 0, or the error.
  */
 rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size,
 			   void *userdata);

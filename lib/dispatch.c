@@ -538,6 +538,9 @@ static void do_write(struct msg *m)
 static void do_statfs(struct msg *m)
 {
 	TRACE(m, "%s", "");
+	/* A remount (rf_remount()) ends with a statfs: once it is answered, the server acts on
+	 * the new flags without waiting for the mount table watch to wake up. */
+	rf_mount_flags_refresh(m->se, true);
 	if (m->se->ops.statfs) {
 		m->se->ops.statfs(m->req, m->ih.nodeid);
 	} else {

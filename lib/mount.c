@@ -1,7 +1,7 @@
 /*
- * Mounting and unmounting. As root: open /dev/fuse and mount(2) it directly. As any other
- * user: run fusermount3, the setuid helper every FUSE installation ships, which checks what an
- * unprivileged user may mount (it forces nosuid,nodev and honours user_allow_other in
+ * Mounting, remounting and unmounting. As root: open /dev/fuse and mount(2) it directly. As any
+ * other user: run fusermount3, the setuid helper every FUSE installation ships, which checks what
+ * an unprivileged user may mount (it forces nosuid,nodev and honours user_allow_other in
  * /etc/fuse.conf) and passes the /dev/fuse fd back over a socket.
  */
 #include "ringfuse_i.h"
@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -183,24 +184,71 @@ int rf_mount(rf_session *se)
 	else
 		ret = mount_with_fusermount(se);
 	if (ret == 0) {
+		struct rf_mount_entry e;
+
 		se->mounted = true;
 		/* Reading the table never calls into the filesystem: safe while nobody serves it.
 		 */
-		if (rf_mount_table_lookup(se, NULL, se->mount_dev, sizeof(se->mount_dev), NULL) < 0)
+		if (rf_mount_table_lookup(se, NULL, &e) == 0)
+			snprintf(se->mount_dev, sizeof(se->mount_dev), "%s", e.dev);
+		else
 			se->mount_dev[0] = '\0';
 		rf_mount_flags_refresh(se, false);
 	}
 	return ret;
 }
 
+int rf_remount(rf_session *se)
+{
+	const struct rf_opts *o = &se->opts;
+	struct rf_mount_entry e;
+	unsigned long flags;
+	struct statfs sf;
+	char *abs = realpath(se->mountpoint, NULL);
+
+	if (!abs) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: cannot remount %s: %s", se->mountpoint,
+		       strerror(err));
+		return -err;
+	}
+	free(se->mountpoint);
+	se->mountpoint = abs;
+	if (rf_mount_table_lookup(se, NULL, &e) < 0) {
+		rf_log(RF_LOG_ERR, "ringfuse: cannot remount %s: not a FUSE mount", se->mountpoint);
+		return -EINVAL;
+	}
+	/* MS_REMOUNT sets every per-mount flag: keep those the options do not change. FUSE
+	 * ignores filesystem options on a remount and refuses only mandatory locking. */
+	flags = (e.ms_flags & ~o->flags_clear) | o->flags_set;
+	if (o->ro_given)
+		flags = o->ro ? flags | MS_RDONLY : flags & ~MS_RDONLY;
+	if (mount(NULL, se->mountpoint, NULL, MS_REMOUNT | flags, NULL) < 0) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: remounting %s failed: %s%s", se->mountpoint,
+		       strerror(err),
+		       err == EPERM   ? " (remounting needs root)"
+		       : err == EBUSY ? " (files are open for writing)"
+				      : "");
+		return -err;
+	}
+	/* The server learns of the new flags from the mount table, and reads it again for each
+	 * statfs: once this one is answered, it acts on them. */
+	if (statfs(se->mountpoint, &sf) < 0)
+		rf_log(RF_LOG_WARN, "ringfuse: %s does not answer: %s", se->mountpoint,
+		       strerror(errno));
+	return 0;
+}
+
 bool rf_mount_still_there(const rf_session *se)
 {
-	char dev[64];
+	struct rf_mount_entry e;
 
 	/* Ours must be the top one: unmounting the mountpoint takes away whatever is on top. */
-	return se->mounted && se->mount_dev[0] &&
-	       rf_mount_table_lookup(se, NULL, dev, sizeof(dev), NULL) == 0 &&
-	       strcmp(dev, se->mount_dev) == 0;
+	return se->mounted && se->mount_dev[0] && rf_mount_table_lookup(se, NULL, &e) == 0 &&
+	       strcmp(e.dev, se->mount_dev) == 0;
 }
 
 void rf_unmount(rf_session *se)

@@ -74,6 +74,36 @@ static unsigned int flags_of(const char *mnt_opts, const char *super_opts)
 	return f;
 }
 
+/* The MS_* flags a remount must pass to keep what the mount has. */
+static unsigned long ms_flags_of(const char *mnt_opts, const char *super_opts)
+{
+	static const struct {
+		const char *word;
+		unsigned long flag;
+		bool super; /* a superblock flag, shown with the filesystem's options */
+	} words[] = {
+		{"ro", MS_RDONLY, false},
+		{"nosuid", MS_NOSUID, false},
+		{"nodev", MS_NODEV, false},
+		{"noexec", MS_NOEXEC, false},
+		{"noatime", MS_NOATIME, false},
+		{"relatime", MS_RELATIME, false},
+		{"nodiratime", MS_NODIRATIME, false},
+		{"nosymfollow", MS_NOSYMFOLLOW, false},
+		{"sync", MS_SYNCHRONOUS, true},
+		{"dirsync", MS_DIRSYNC, true},
+		{"lazytime", MS_LAZYTIME, true},
+	};
+	unsigned long f = 0;
+
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (has_word(words[i].super ? super_opts : mnt_opts, words[i].word))
+			f |= words[i].flag;
+	if (!(f & (MS_NOATIME | MS_RELATIME)))
+		f |= MS_STRICTATIME;
+	return f;
+}
+
 /* Undo the octal escapes (\040 for a space) of a mount table path, in place. */
 static void unescape(char *s)
 {
@@ -127,8 +157,7 @@ static bool split_line(char *line, char **dev, char **mpoint, char **mnt_opts, c
 	return after >= 3 && *dev && *mpoint && *mnt_opts;
 }
 
-int rf_mount_table_lookup(const rf_session *se, const char *want_dev, char *dev, size_t devlen,
-			  unsigned int *flags)
+int rf_mount_table_lookup(const rf_session *se, const char *want_dev, struct rf_mount_entry *e)
 {
 	FILE *f = fopen(MOUNTINFO, "re");
 	char *line = NULL;
@@ -148,10 +177,11 @@ int rf_mount_table_lookup(const rf_session *se, const char *want_dev, char *dev,
 		if (strcmp(mpoint, se->mountpoint) || (want_dev && strcmp(ldev, want_dev)))
 			continue;
 		/* Mounts stack: the last line for the mountpoint is the one on top. */
-		if (dev)
-			snprintf(dev, devlen, "%s", ldev);
-		if (flags)
-			*flags = flags_of(mnt_opts, super_opts);
+		if (e) {
+			snprintf(e->dev, sizeof(e->dev), "%s", ldev);
+			e->flags = flags_of(mnt_opts, super_opts);
+			e->ms_flags = ms_flags_of(mnt_opts, super_opts);
+		}
 		ret = 0;
 	}
 	free(line);
@@ -183,14 +213,24 @@ static unsigned int mount_flags_now(rf_session *se, unsigned int table)
 
 void rf_mount_flags_refresh(rf_session *se, bool announce)
 {
-	unsigned int table, now, old;
+	/* The watch and a STATFS may both look; one at a time, so remount calls never overlap. */
+	static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+	struct rf_mount_entry e;
+	unsigned int now, old;
 
-	if (!se->mount_dev[0] || rf_mount_table_lookup(se, se->mount_dev, NULL, 0, &table) < 0)
-		return; /* unmounted: the last flags stay */
-	now = mount_flags_now(se, table);
-	old = atomic_exchange(&se->mount_flags, now);
-	if (now == old || !announce)
+	if (!se->mount_dev[0])
 		return;
+	pthread_mutex_lock(&lock);
+	if (rf_mount_table_lookup(se, se->mount_dev, &e) < 0) {
+		pthread_mutex_unlock(&lock);
+		return; /* unmounted: the last flags stay */
+	}
+	now = mount_flags_now(se, e.flags);
+	old = atomic_exchange(&se->mount_flags, now);
+	if (now == old || !announce) {
+		pthread_mutex_unlock(&lock);
+		return;
+	}
 	rf_log(RF_LOG_INFO, "ringfuse: %s remounted %s,%s%s", se->mountpoint,
 	       now & RF_MOUNT_RDONLY ? "ro" : "rw",
 	       now & RF_MOUNT_NOATIME	    ? "noatime"
@@ -200,6 +240,7 @@ void rf_mount_flags_refresh(rf_session *se, bool announce)
 	if (se->ops.remount && atomic_load(&se->initialized) &&
 	    !__atomic_load_n(&se->destroyed, __ATOMIC_ACQUIRE))
 		se->ops.remount(se->userdata, now);
+	pthread_mutex_unlock(&lock);
 }
 
 static void *watch_main(void *arg)
