@@ -119,6 +119,12 @@ struct rf_entry_param {
 	double entry_timeout; /* seconds */
 };
 
+/* One entry of a batch of forgets (the kernel's struct fuse_forget_one). */
+struct rf_forget_data {
+	rf_ino ino;
+	uint64_t nlookup;
+};
+
 /* setattr's to_set bits (values match the kernel's FATTR_* bits). */
 #define RF_SET_ATTR_MODE	 (1 << 0)
 #define RF_SET_ATTR_UID		 (1 << 1)
@@ -219,8 +225,9 @@ struct rf_ops {
 	/* Valid replies: rf_reply_entry (ino 0: negative entry), rf_reply_err. Each entry with
 	 * ino != 0 adds one lookup. */
 	void (*lookup)(rf_req *req, rf_ino parent, const char *name);
-	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (the
-	 * entries of a batch forget are passed one at a time, each with a stand-in req). */
+	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (without
+	 * forget_multi, the entries of a batch forget are passed one at a time, each with a
+	 * stand-in req). */
 	void (*forget)(rf_req *req, rf_ino ino, uint64_t nlookup);
 	/* Valid replies: rf_reply_attr, rf_reply_err. fi is NULL unless the kernel sent a fh. */
 	void (*getattr)(rf_req *req, rf_ino ino, struct rf_file_info *fi);
@@ -320,6 +327,10 @@ struct rf_ops {
 	void (*interrupt)(rf_req *req, void *userdata);
 	/* Filesystem-wide sync (syncfs(2)). Valid reply: rf_reply_err. */
 	void (*syncfs)(rf_req *req, rf_ino ino);
+	/* A batch of forgets (BATCH_FORGET, sent when forgets pile up) in one call; forgets
+	 * (count entries) is borrowed. Valid reply: rf_reply_none, called before returning.
+	 * Without it, forget is called for each entry. */
+	void (*forget_multi)(rf_req *req, size_t count, const struct rf_forget_data *forgets);
 };
 
 /* ---- Requests: accessors, callable from any thread until the request is answered ---- */
