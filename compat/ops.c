@@ -18,6 +18,7 @@
 #include "ringfuse/kernel.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 /* Longest name the kernel sends (FUSE_NAME_MAX) and longest symlink target, with the NUL. */
@@ -98,6 +99,19 @@ static void t_forget(rf_req *req, rf_ino ino, uint64_t nlookup)
 
 		se->op.forget_multi(FQ(req), 1, &one);
 	}
+}
+
+_Static_assert(sizeof(struct fuse_forget_data) == sizeof(struct rf_forget_data) &&
+		       offsetof(struct fuse_forget_data, nlookup) ==
+			       offsetof(struct rf_forget_data, nlookup),
+	       "fuse_forget_data is rf_forget_data");
+
+/* A whole BATCH_FORGET in one call, as libfuse makes it (pyfuse3, for one, counts on it). */
+static void t_forget_multi(rf_req *req, size_t count, const struct rf_forget_data *forgets)
+{
+	struct fuse_session *se = SE(req);
+
+	se->op.forget_multi(FQ(req), count, (struct fuse_forget_data *)forgets);
 }
 
 static void t_getattr(rf_req *req, rf_ino ino, struct rf_file_info *rfi)
@@ -483,6 +497,7 @@ void compat_build_ops(const struct fuse_lowlevel_ops *op, struct rf_ops *out)
 	ROUTE(lookup, t_lookup);
 	if (op->forget || op->forget_multi)
 		out->forget = t_forget;
+	ROUTE(forget_multi, t_forget_multi);
 	ROUTE(getattr, t_getattr);
 	ROUTE(setattr, t_setattr);
 	ROUTE(readlink, t_readlink);
