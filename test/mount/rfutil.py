@@ -232,7 +232,7 @@ def _child_setup():
 class Daemon:
     """A daemon process with its log file. Knows nothing about mounts."""
 
-    def __init__(self, argv, log_path, env=None):
+    def __init__(self, argv, log_path, env=None, pass_fds=()):
         self.argv = list(argv)
         self.log_path = log_path
         with open(log_path, "ab") as logf:
@@ -240,7 +240,8 @@ class Daemon:
             logf.flush()
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
                                          stderr=logf, start_new_session=True,
-                                         preexec_fn=_child_setup, env=env)
+                                         preexec_fn=_child_setup, env=env,
+                                         pass_fds=pass_fds)
         self.pid = self.proc.pid
         _live[self.pid] = self
 
