@@ -160,7 +160,8 @@ static void test_templates(void)
 
 	CHECK(parse(&args, &o, NULL, ARGV("prog", "-x")) == -1, "-x needs a value");
 	CHECK(parse(&args, &o, NULL, ARGV("prog", "-o")) == -1, "-o needs a value");
-	CHECK(parse(&args, &o, NULL, ARGV("prog", "-o", "count=twelve")) == -1, "bad %%u");
+	char *bad[] = {"prog", "-o", "count=twelve", NULL};
+	CHECK(parse(&args, &o, NULL, bad, 3) == -1, "bad %%u");
 	EXPECT_ARGS(&args, "prog", "-o", "count=twelve"); /* untouched on failure */
 
 	/* fuse_opt_match() */
@@ -189,7 +190,8 @@ static void test_keys_and_proc(void)
 	fuse_opt_free_args(&args);
 
 	/* -1 from the function fails the parse and leaves args as they were. */
-	CHECK(parse(&args, &o, proc, ARGV("prog", "-o", "proc_fail", "pos")) == -1, "proc fails");
+	char *failing[] = {"prog", "-o", "proc_fail", "pos", NULL};
+	CHECK(parse(&args, &o, proc, failing, 4) == -1, "proc fails");
 	EXPECT_ARGS(&args, "prog", "-o", "proc_fail", "pos");
 
 	/* Without a function everything unmatched is kept. */
