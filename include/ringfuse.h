@@ -486,7 +486,7 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   workers), -h/--help, -V/--version, -- (end of options),
  *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
  *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec, noatime,
- *      atime, nodiratime, sync, async, dirsync, fsname=, subtype=, max_write=N,
+ *      atime, nodiratime, sync, async, dirsync, fsname=, subtype=, max_write=N, max_read=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,
  *      uring_pin=0|1, threads=N, plus the filesystem's own options, read with
  *      rf_session_opt().
