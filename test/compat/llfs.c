@@ -15,7 +15,8 @@
  * request (an interrupt callback), then fails with EINTR.
  * Extended attributes of the root report what the library showed the filesystem:
  * user.lastlookup, user.ctx ("uid gid pid"), user.groups, user.maxread (largest read seen),
- * user.interrupts, user.conn ("capable want"); of a file, user.umask (at its creation).
+ * user.interrupts, user.conn ("capable want"), user.threads (how many threads ran callbacks);
+ * of a file, user.umask (at its creation).
  *
  * ctl commands: set NAME DATA (change content behind the kernel's back), inval_inode NAME,
  * inval_entry NAME, expire NAME, delete NAME (remove and tell the kernel), store NAME DATA
@@ -72,10 +73,27 @@ static struct {
 	unsigned int capable, want;
 	unsigned int max_read;
 	int backing_fd;
+	pid_t threads[64]; /* the threads callbacks ran on */
+	unsigned int nthreads;
 } fs = {.lock = PTHREAD_MUTEX_INITIALIZER, .interrupted = PTHREAD_COND_INITIALIZER};
 
 static const char iov_text[] = "one-two-three";
 static const char fd_text[] = "data that comes from a file descriptor\n";
+
+/* Called first thing by every callback. */
+static void note_thread(void)
+{
+	pid_t tid = gettid();
+
+	pthread_mutex_lock(&fs.lock);
+	for (unsigned int i = 0; i < fs.nthreads; i++)
+		if (fs.threads[i] == tid)
+			goto out;
+	if (fs.nthreads < sizeof(fs.threads) / sizeof(fs.threads[0]))
+		fs.threads[fs.nthreads++] = tid;
+out:
+	pthread_mutex_unlock(&fs.lock);
+}
 
 static fuse_ino_t ino_of(int i)
 {
@@ -148,6 +166,7 @@ static void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	struct fuse_entry_param e = {.attr_timeout = DAY, .entry_timeout = DAY};
 	int i;
 
+	note_thread();
 	pthread_mutex_lock(&fs.lock);
 	i = parent == FUSE_ROOT_ID ? find(name) : -1;
 	if (i < 0) {
@@ -170,6 +189,7 @@ static void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
 	struct file *f;
 
+	note_thread();
 	pthread_mutex_lock(&fs.lock);
 	f = file_of(ino);
 	if (f)
@@ -182,6 +202,7 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
 	struct stat st;
 
+	note_thread();
 	(void)fi;
 	pthread_mutex_lock(&fs.lock);
 	if (ino != FUSE_ROOT_ID && !file_of(ino)) {
@@ -200,6 +221,7 @@ static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to
 	struct file *f;
 	struct stat st;
 
+	note_thread();
 	(void)fi;
 	pthread_mutex_lock(&fs.lock);
 	f = file_of(ino);
@@ -255,6 +277,7 @@ static void list(fuse_req_t req, size_t size, off_t off, bool plus)
 static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
+	note_thread();
 	(void)ino, (void)fi;
 	list(req, size, off, false);
 }
@@ -262,6 +285,7 @@ static void ll_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 static void ll_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			   struct fuse_file_info *fi)
 {
+	note_thread();
 	(void)ino, (void)fi;
 	list(req, size, off, true);
 }
@@ -270,6 +294,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct file *f;
 
+	note_thread();
 	pthread_mutex_lock(&fs.lock);
 	f = file_of(ino);
 	if (f && strcmp(f->name, "negerr") == 0) {
@@ -328,6 +353,7 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct file *f;
 	size_t start, n;
 
+	note_thread();
 	(void)fi;
 	pthread_mutex_lock(&fs.lock);
 	if (size > fs.max_read_seen)
@@ -420,6 +446,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 {
 	struct file *f;
 
+	note_thread();
 	(void)fi;
 	pthread_mutex_lock(&fs.lock);
 	f = file_of(ino);
@@ -459,6 +486,7 @@ static void ll_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 	struct fuse_entry_param e = {.attr_timeout = DAY, .entry_timeout = DAY};
 	int i;
 
+	note_thread();
 	pthread_mutex_lock(&fs.lock);
 	i = parent == FUSE_ROOT_ID && find(name) < 0 ? add(name, "", mode & 07777) : -1;
 	if (i < 0) {
@@ -479,6 +507,7 @@ static void ll_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	int i;
 
+	note_thread();
 	pthread_mutex_lock(&fs.lock);
 	i = parent == FUSE_ROOT_ID ? find(name) : -1;
 	if (i >= 0)
@@ -504,6 +533,7 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 	char text[2048] = "";
 	struct file *f;
 
+	note_thread();
 	if (strcmp(name, "user.slow") == 0) {
 		slow_getxattr(req);
 		return;
@@ -530,6 +560,8 @@ static void ll_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t
 		snprintf(text, sizeof(text), "%zu", fs.max_read_seen);
 	} else if (ino == FUSE_ROOT_ID && strcmp(name, "user.interrupts") == 0) {
 		snprintf(text, sizeof(text), "%u", fs.interrupts);
+	} else if (ino == FUSE_ROOT_ID && strcmp(name, "user.threads") == 0) {
+		snprintf(text, sizeof(text), "%u", fs.nthreads);
 	} else if (ino == FUSE_ROOT_ID && strcmp(name, "user.conn") == 0) {
 		snprintf(text, sizeof(text), "%#x %#x", fs.capable, fs.want);
 	} else if (f && strcmp(name, "user.umask") == 0) {

@@ -111,6 +111,27 @@ def test_loops_and_replies(run_mounter, transport, loop):
     assert_served_by(m, served_by(transport, loop))
 
 
+def _busy(path, i):
+    for j in range(20):
+        os.stat(os.path.join(path, "cached"))
+        with pytest.raises(FileNotFoundError):
+            os.stat(os.path.join(path, "none-%d-%d" % (i, j)))
+        os.listdir(path)
+
+
+@pytest.mark.parametrize("loop", ["single", "own", "mt"])
+def test_single_threaded_loops_use_one_thread(run_mounter, transport, loop):
+    """fuse_session_loop() and a loop of the filesystem's own run every callback on one
+    thread, however many callers keep it busy; the multi-threaded loop need not."""
+    m = start(run_mounter, transport, loop)
+    assert rfutil.run_parallel(lambda i: _busy(m.path, i), 8, cpus=sorted(os.sched_getaffinity(0))) == []
+    threads = int(xattr(m.path, "user.threads"))
+    if loop == "mt":
+        assert threads >= 1
+    else:
+        assert threads == 1, "%s loop ran callbacks on %d threads" % (loop, threads)
+
+
 def test_getgroups(run_mounter, transport):
     m = start(run_mounter, transport)
     groups = rfutil.run_as(65534, 65534, xattr, m.path, "user.groups", groups=(100, 2001))
