@@ -356,3 +356,11 @@ def test_ringfuse_run_command_line():
     opts, path = r.stdout.strip().split("|")
     assert opts == "stats,transport=dev,uring_depth=4"
     assert path.split(":")[0] == os.path.dirname(run)
+    # The report descriptor is set up unless -q.
+    show = 'echo "${RINGFUSE_REPORT_FD:-none}"; ls /proc/self/fd'
+    r = subprocess.run([run, "sh", "-c", show], stdout=subprocess.PIPE,
+                       universal_newlines=True, env=program_env())
+    assert r.stdout.split()[0] == "9" and "9" in r.stdout.split()[1:]
+    r = subprocess.run([run, "-q", "sh", "-c", show], stdout=subprocess.PIPE,
+                       universal_newlines=True, env=program_env())
+    assert r.stdout.split()[0] == "none" and "9" not in r.stdout.split()[1:]
