@@ -26,16 +26,16 @@ def ringfuse_run():
     return os.path.join(rfutil.build_dir(), "compat", "ringfuse-run")
 
 
-def program_env():
-    """The environment a program from elsewhere runs in: no ringfuse options but ours, and no
-    leak report at exit under AddressSanitizer (their leaks are not this suite's business; the
-    library's own are checked by its C tests)."""
+def program_env(check_leaks=False):
+    """The environment a program runs in: no ringfuse options but ours and, under
+    AddressSanitizer, no leak report at exit for programs from elsewhere (their leaks are not
+    this suite's business); check_leaks keeps it for our own test programs."""
     env = dict(os.environ)
     env.pop("RINGFUSE_OPTIONS", None)
     env.pop("LD_LIBRARY_PATH", None)
     asan = [o for o in env.get("ASAN_OPTIONS", "").split(":") if o and
             not o.startswith("detect_leaks=")]
-    env["ASAN_OPTIONS"] = ":".join(asan + ["detect_leaks=0"])
+    env["ASAN_OPTIONS"] = ":".join(asan + ["detect_leaks=%d" % check_leaks])
     return env
 
 
@@ -47,12 +47,13 @@ def report(mount):
 
 @pytest.fixture
 def run_mounter():
-    """Factory: run_mounter(transport, argv_fn, opts=("stats",), expect_transport="") ->
-    a started rfutil.Mount of `ringfuse-run -o transport=T,OPTS -- argv_fn(mountpoint)`.
+    """Factory: run_mounter(transport, argv_fn, opts=("stats",), expect_transport="",
+    check_leaks=False) -> a started rfutil.Mount of
+    `ringfuse-run -o transport=T,OPTS -- argv_fn(mountpoint)`.
     Everything it started is unmounted at teardown, which must go cleanly."""
     made = []
 
-    def mount(transport, argv_fn, opts=("stats",), expect_transport=""):
+    def mount(transport, argv_fn, opts=("stats",), expect_transport="", check_leaks=False):
         if transport == "uring":
             why = rfutil.uring_unusable_reason()
             if why:
@@ -63,8 +64,8 @@ def run_mounter():
         path = rfutil.make_dir("mnt-")
         ropts = ",".join(["transport=" + transport] + list(opts))
         argv = [ringfuse_run(), "-o", ropts, "--"] + list(argv_fn(path))
-        m = rfutil.Mount("compat", transport, path=path, argv=argv, env=program_env(),
-                         expect_transport=expect_transport)
+        m = rfutil.Mount("compat", transport, path=path, argv=argv,
+                         env=program_env(check_leaks), expect_transport=expect_transport)
         try:
             m.start()
         except rfutil.MountError as e:

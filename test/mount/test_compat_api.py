@@ -48,7 +48,7 @@ def served_by(transport, loop):
 def start(run_mounter, transport, loop="mt", extra=()):
     m = run_mounter(transport, lambda mnt: [llfs(), "-f", "--loop=" + loop, "-o",
                                              "allow_other"] + list(extra) + [mnt],
-                    expect_transport=served_by(transport, loop))
+                    expect_transport=served_by(transport, loop), check_leaks=True)
     if transport == "uring" and loop == "single":
         assert SINGLE_THREAD_NOTE in m.log(), m.log_report()
     if transport == "uring" and loop == "own":
@@ -257,7 +257,7 @@ def test_dev_fd_mountpoint(transport, tmp_path):
         pytest.fail("mount: %s" % os.strerror(ctypes.get_errno()))
     log = mnt + ".log"
     d = rfutil.Daemon([ringfuse_run(), "-o", "transport=%s,stats" % transport, "--", llfs(),
-                       "-f", "/dev/fd/%d" % fd], log, env=program_env(), pass_fds=(fd,))
+                       "-f", "/dev/fd/%d" % fd], log, env=program_env(True), pass_fds=(fd,))
     os.close(fd)
     try:
         deadline = time.monotonic() + 10
