@@ -650,7 +650,7 @@ int main(int argc, char *argv[])
 	struct fuse_cmdline_opts opts;
 	struct llfs_opts lo = {0};
 	char backing[] = "/tmp/llfs-backing-XXXXXX";
-	int ret = 1;
+	int ret = -1;
 
 	if (fuse_opt_parse(&args, &lo, llfs_table, NULL) == -1 ||
 	    fuse_parse_cmdline(&args, &opts) != 0)

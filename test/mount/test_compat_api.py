@@ -308,6 +308,15 @@ def test_max_read_disagreement_ends_the_session(transport, tmp_path):
     assert "max_read" in out and "llfs: loop returned -71" in out, out
 
 
+def test_bad_ringfuse_option_refused(transport):
+    """A typo in the ringfuse options fails the session, loudly, as a bad -o would."""
+    mnt = rfutil.make_dir("mnt-")
+    out = rfutil.expect_start_failure(
+        [ringfuse_run(), "-o", "transport=%s,uring_dpth=4" % transport, "--", llfs(), "-f",
+         mnt], mnt + ".log", mnt)
+    assert "RINGFUSE_OPTIONS: unknown option(s) 'uring_dpth=4'" in out, out
+
+
 def test_daemonize(transport):
     """Without -f the program forks once mounted; ringfuse-run's stderr still gets the report."""
     if transport == "uring":
