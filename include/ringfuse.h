@@ -119,6 +119,12 @@ struct rf_entry_param {
 	double entry_timeout; /* seconds */
 };
 
+/* One entry of a batch of forgets (the kernel's struct fuse_forget_one). */
+struct rf_forget_data {
+	rf_ino ino;
+	uint64_t nlookup;
+};
+
 /* setattr's to_set bits (values match the kernel's FATTR_* bits). */
 #define RF_SET_ATTR_MODE	 (1 << 0)
 #define RF_SET_ATTR_UID		 (1 << 1)
@@ -219,8 +225,9 @@ struct rf_ops {
 	/* Valid replies: rf_reply_entry (ino 0: negative entry), rf_reply_err. Each entry with
 	 * ino != 0 adds one lookup. */
 	void (*lookup)(rf_req *req, rf_ino parent, const char *name);
-	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (the
-	 * entries of a batch forget are passed one at a time, each with a stand-in req). */
+	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (without
+	 * forget_multi, the entries of a batch forget are passed one at a time, each with a
+	 * stand-in req). */
 	void (*forget)(rf_req *req, rf_ino ino, uint64_t nlookup);
 	/* Valid replies: rf_reply_attr, rf_reply_err. fi is NULL unless the kernel sent a fh. */
 	void (*getattr)(rf_req *req, rf_ino ino, struct rf_file_info *fi);
@@ -320,6 +327,10 @@ struct rf_ops {
 	void (*interrupt)(rf_req *req, void *userdata);
 	/* Filesystem-wide sync (syncfs(2)). Valid reply: rf_reply_err. */
 	void (*syncfs)(rf_req *req, rf_ino ino);
+	/* A batch of forgets (BATCH_FORGET, sent when forgets pile up) in one call; forgets
+	 * (count entries) is borrowed. Valid reply: rf_reply_none, called before returning.
+	 * Without it, forget is called for each entry. */
+	void (*forget_multi)(rf_req *req, size_t count, const struct rf_forget_data *forgets);
 	/* The mount was remounted with other flags (mount -o remount,...): mount_flags holds the
 	 * new RF_MOUNT_* bits, which rf_session_mount_flags() returns from now on. Runs on a
 	 * library thread that follows the mount table, once per change, never concurrently with
@@ -482,7 +493,7 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
  *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec,
  *      relatime (default), noatime, strictatime, atime, nodiratime, diratime, lazytime,
- *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N,
+ *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N, max_read=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,
  *      uring_pin=0|1, threads=N, remount, the words mount(8) and fstab use for themselves
  *      (defaults, _netdev, nofail, auto, noauto, user, users, owner, group, x-*, comment=...;

@@ -235,10 +235,15 @@ static void do_lookup(struct msg *m)
 static void do_forget(struct msg *m)
 {
 	TRACE(m, "nlookup %" PRIu64, m->in.forget.nlookup);
-	if (m->se->ops.forget)
+	if (m->se->ops.forget) {
 		m->se->ops.forget(m->req, m->ih.nodeid, m->in.forget.nlookup);
-	else
+	} else if (m->se->ops.forget_multi) {
+		struct rf_forget_data one = {m->ih.nodeid, m->in.forget.nlookup};
+
+		m->se->ops.forget_multi(m->req, 1, &one);
+	} else {
 		rf_reply_none(m->req);
+	}
 }
 
 /* Stand-in requests for the entries of a BATCH_FORGET: their rf_reply_none() goes nowhere. */
@@ -265,7 +270,15 @@ static void do_batch_forget(struct msg *m)
 	if (count > m->args_len / sizeof(struct fuse_forget_one))
 		BAD(m, EIO, "entry count larger than the message");
 	TRACE(m, "count %" PRIu32, count);
-	if (se->ops.forget) {
+	/* The whole batch in one call, answered by the filesystem, where the entries can be
+	 * handed over in place (transports' buffers are aligned; a fuzzed message may not be). */
+	if (se->ops.forget_multi && (uintptr_t)m->args % _Alignof(struct rf_forget_data) == 0) {
+		_Static_assert(sizeof(struct rf_forget_data) == sizeof(struct fuse_forget_one),
+			       "rf_forget_data is fuse_forget_one");
+		se->ops.forget_multi(m->req, count, (const struct rf_forget_data *)m->args);
+		return;
+	}
+	if (se->ops.forget || se->ops.forget_multi) {
 		for (uint32_t i = 0; i < count; i++) {
 			struct fuse_forget_one one;
 			/* Each forget callback answers its own stand-in before returning; the
@@ -285,7 +298,13 @@ static void do_batch_forget(struct msg *m)
 			d.nodeid = one.nodeid;
 			atomic_init(&d.state, RF_REQ_ACTIVE);
 			atomic_init(&d.interrupted_unique, 0);
-			se->ops.forget(&d, one.nodeid, one.nlookup);
+			if (se->ops.forget) {
+				se->ops.forget(&d, one.nodeid, one.nlookup);
+			} else {
+				struct rf_forget_data fd = {one.nodeid, one.nlookup};
+
+				se->ops.forget_multi(&d, 1, &fd);
+			}
 		}
 	}
 	rf_reply_none(m->req);

@@ -33,9 +33,14 @@ static const char *fs_name(const rf_session *se)
 /* Options both mount paths share; fusermount3 validates them again for unprivileged users. */
 static int common_opts(const rf_session *se, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s%s%s",
-			 se->opts.default_permissions ? ",default_permissions" : "",
-			 se->opts.allow_other ? ",allow_other" : "", se->opts.ro ? ",ro" : "");
+	char max_read[32] = "";
+	int n;
+
+	if (se->opts.max_read)
+		snprintf(max_read, sizeof(max_read), ",max_read=%u", se->opts.max_read);
+	n = snprintf(
+		buf, size, "%s%s%s%s", se->opts.default_permissions ? ",default_permissions" : "",
+		se->opts.allow_other ? ",allow_other" : "", se->opts.ro ? ",ro" : "", max_read);
 
 	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
 }

@@ -48,6 +48,7 @@ static void print_help(const char *prog)
 	       "    defaults, _netdev, nofail, auto, noauto, user, users, x-*, comment=...\n"
 	       "                           mount(8)'s own words: accepted and ignored\n"
 	       "    max_write=N            largest write request in bytes (4096..1048576)\n"
+	       "    max_read=N             largest read request in bytes\n"
 	       "    max_background=N       async requests in flight (default: queues x depth)\n"
 	       "    transport=T            auto (default), uring, dev or uring-rw\n"
 	       "    uring_depth=N          ring entries per io-uring queue (1..%d, default 16)\n"
@@ -222,6 +223,9 @@ static int parse_one(struct rf_opts *o, char *opt)
 	else if (!strcmp(opt, "max_write")) {
 		ret = parse_uint(opt, val, 4096, RF_DEFAULT_MAX_WRITE, &v);
 		o->max_write = (uint32_t)v;
+	} else if (!strcmp(opt, "max_read")) {
+		ret = parse_uint(opt, val, 1, UINT32_MAX, &v);
+		o->max_read = (uint32_t)v;
 	} else if (!strcmp(opt, "max_background")) {
 		ret = parse_uint(opt, val, 1, 65535, &v);
 		o->max_background = (uint32_t)v;
@@ -302,12 +306,8 @@ void rf_opts_free(struct rf_opts *o)
 	free(o->extra);
 }
 
-int rf_opts_parse(rf_session *se, int argc, char *argv[])
+void rf_opts_defaults(struct rf_opts *o)
 {
-	struct rf_opts *o = &se->opts;
-	const char *pos[3];
-	int npos = 0;
-
 	o->default_permissions = true;
 	o->uring_pin = true;
 	o->uring_spread = true;
@@ -316,6 +316,20 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 	 * busy queue awake and costs nothing once the queue goes idle. */
 	o->uring_spin_us = 50;
 	o->mount_flags = MS_NOSUID | MS_NODEV;
+}
+
+int rf_opts_parse_list(struct rf_opts *o, const char *list)
+{
+	return parse_o(o, list);
+}
+
+int rf_opts_parse(rf_session *se, int argc, char *argv[])
+{
+	struct rf_opts *o = &se->opts;
+	const char *pos[3];
+	int npos = 0;
+
+	rf_opts_defaults(o);
 	se->progname = strdup(argc > 0 && argv[0] ? argv[0] : "ringfuse");
 	if (!se->progname)
 		return -ENOMEM;

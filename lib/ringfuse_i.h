@@ -113,6 +113,7 @@ struct rf_opts {
 	char *fsname, *subtype;
 	uint32_t max_write;	 /* 0: library default */
 	uint32_t max_background; /* 0: sized from queues x depth */
+	uint32_t max_read;	 /* 0: no limit; else passed to the kernel at mount */
 	enum rf_transport_choice transport;
 	unsigned int uring_depth; /* entries per queue */
 	unsigned int uring_spin_us;
@@ -229,11 +230,19 @@ void rf_session_conn_lost(rf_session *se);
 int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats);
 /* Write one message (header + body) to /dev/fuse; returns 0 or -errno. */
 int rf_dev_write(int fd, const struct iovec *iov, int iovcnt);
+/* The checks and sizing rf_session_run() does before mounting (mountpoint if set, transport
+ * availability, buffer sizes), for embedders that mount and serve in separate steps
+ * (lib/embed.c). Returns 0 or -errno. */
+int rf_session_prepare(rf_session *se);
 
 /* ---- opts.c ---- */
 /* Fill se->opts, mountpoint, source, progname. Returns 0, 1 (help/version printed, or a remount
  * done: nothing left to do) or -errno. */
 int rf_opts_parse(rf_session *se, int argc, char *argv[]);
+/* The option defaults rf_opts_parse() starts from. */
+void rf_opts_defaults(struct rf_opts *o);
+/* Parse one -o argument (comma separated); unknown options are kept in o->extra. */
+int rf_opts_parse_list(struct rf_opts *o, const char *list);
 /* -EINVAL (with a message) if an option was neither the library's nor asked for. */
 int rf_opts_check_unused(const rf_session *se);
 void rf_opts_free(struct rf_opts *o);

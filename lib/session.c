@@ -425,3 +425,14 @@ int rf_main(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size, v
 	rf_session_destroy(se);
 	return ret ? 1 : 0;
 }
+
+int rf_session_prepare(rf_session *se)
+{
+	int ret = se->mountpoint ? check_mountpoint(se) : 0;
+
+	if (ret == 0)
+		ret = check_transport(se);
+	if (ret == 0)
+		compute_buffers(se);
+	return ret;
+}

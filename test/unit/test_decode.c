@@ -854,6 +854,55 @@ static void test_batch_forget(enum layout lay)
 	      "%s FORGET reaches forget(33, 9) and is not answered", L);
 }
 
+/* forget_multi: a BATCH_FORGET in one call, answered by the filesystem. */
+static struct {
+	unsigned int calls;
+	size_t count;
+	struct rf_forget_data first, last;
+} multi;
+
+static void fs_forget_multi(rf_req *req, size_t count, const struct rf_forget_data *forgets)
+{
+	multi.calls++;
+	multi.count = count;
+	multi.first = forgets[0];
+	multi.last = forgets[count - 1];
+	rf_reply_none(req);
+}
+
+static void test_forget_multi(void)
+{
+	struct rf_ops ops = {.forget_multi = fs_forget_multi};
+	rf_session *s2 = rf_mem_session_new(&ops, sizeof(ops), NULL);
+	struct fuse_init_in in = {.major = FUSE_KERNEL_VERSION, .minor = 45};
+	struct fuse_batch_forget_in bi = {.count = 3};
+	struct fuse_forget_one one[3] = {{10, 1}, {11, 2}, {12, 3}};
+	struct fuse_forget_in fi = {.nlookup = 9};
+
+	if (!s2) {
+		CHECK(0, "forget_multi session created");
+		return;
+	}
+	feed_ext(s2, CLASSIC, FUSE_INIT, 0, &in, sizeof(in), NULL, 0, 0);
+	for (int lay = CLASSIC; lay <= SPLIT; lay++) {
+		memset(&multi, 0, sizeof(multi));
+		feed_ext(s2, lay, FUSE_BATCH_FORGET, 0, &bi, sizeof(bi), one, sizeof(one), 0);
+		CHECK(multi.calls == 1 && multi.count == 3 && multi.first.ino == 10 &&
+			      multi.first.nlookup == 1 && multi.last.ino == 12 &&
+			      multi.last.nlookup == 3,
+		      "%s BATCH_FORGET reaches forget_multi once with all 3 entries",
+		      layout_name[lay]);
+		CHECK(R.count == 1 && R.dropped && !R.replied,
+		      "%s BATCH_FORGET answered none by forget_multi", layout_name[lay]);
+	}
+	memset(&multi, 0, sizeof(multi));
+	feed_ext(s2, SPLIT, FUSE_FORGET, 33, &fi, sizeof(fi), NULL, 0, 0);
+	CHECK(multi.calls == 1 && multi.count == 1 && multi.first.ino == 33 &&
+		      multi.first.nlookup == 9 && R.dropped && !R.replied,
+	      "FORGET without forget reaches forget_multi with one entry");
+	rf_mem_session_destroy(s2);
+}
+
 static void test_more_ops(enum layout lay)
 {
 	const char *L = layout_name[lay];
@@ -1511,6 +1560,7 @@ int main(void)
 	test_deferred_and_interrupt();
 	test_debug_trace();
 	test_null_ops();
+	test_forget_multi();
 	test_errno_range();
 	test_getgroups();
 	test_random();
