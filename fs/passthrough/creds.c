@@ -15,11 +15,13 @@
  * Plain reads and lookups keep the server's rights: the kernel checked them
  * (default_permissions) before asking. So does I/O on an open descriptor (read, write, fsync,
  * fallocate): the open was checked, and io_uring workers could not take a switched fsuid
- * anyway. The library does not negotiate FUSE_DONT_MASK, so the
- * kernel applies the caller's umask to create modes before sending them: the daemon runs with
- * umask 0 and passes modes through unchanged (ctx->umask is applied only if DONT_MASK ever is).
+ * anyway. The daemon runs with umask 0: without FUSE_DONT_MASK the kernel applies the caller's
+ * umask to create modes before sending them; with it (negotiated together with ACL support)
+ * the creating thread takes the caller's umask for the call (creds_create_mode()).
  */
 #include "passthrough.h"
+
+#include <sched.h>
 
 #define NGROUPS_ON_STACK 64
 
@@ -96,6 +98,34 @@ void creds_leave(struct creds *c)
 	syscall(SYS_setfsgid, fs.gid);
 	syscall(SYS_setgroups, (size_t)fs.ngroups, fs.groups);
 	c->switched = false;
+}
+
+/*
+ * The mode to create with, on the thread that creates. Without DONT_MASK the kernel applied
+ * the caller's umask already. With it (negotiated with ACL support) the umask must be ignored
+ * when the parent directory has a default ACL, which only the filesystem underneath knows, so
+ * the caller's umask becomes this thread's for the call and the mode goes down unmasked. A
+ * thread gets a umask of its own by unsharing its filesystem context (once); the umask call
+ * itself is skipped while it already holds the caller's.
+ */
+mode_t creds_create_mode(rf_req *req, mode_t mode)
+{
+	static __thread int own_umask = -1; /* -1: this thread shares the process's (0) */
+	mode_t want = rf_req_ctx(req)->umask & 0777;
+
+	mode &= 07777;
+	if (!fs.dont_mask)
+		return mode;
+	if (own_umask < 0) {
+		if (unshare(CLONE_FS) < 0)
+			return mode & ~want; /* no default ACL semantics, but never more access */
+		own_umask = 0;
+	}
+	if ((mode_t)own_umask != want) {
+		umask(want);
+		own_umask = (int)want;
+	}
+	return mode;
 }
 
 /* Root can switch; anyone else serves everything with their own rights. Checked once. */

@@ -169,7 +169,7 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 
 void pt_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct rf_file_info *fi)
 {
-	struct open_target t = {inode_of(parent)->fd, name, create_mode(req, mode)};
+	struct open_target t = {inode_of(parent)->fd, name, creds_create_mode(req, mode)};
 	int fd = check_name(name);
 
 	/* O_NOFOLLOW: a symlink that appeared under the name since the kernel's lookup is not
@@ -186,7 +186,7 @@ void pt_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct
 
 void pt_tmpfile(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi)
 {
-	struct open_target t = {inode_of(parent)->fd, ".", create_mode(req, mode)};
+	struct open_target t = {inode_of(parent)->fd, ".", creds_create_mode(req, mode)};
 	/* O_EXCL stays: it makes the file unlinkable, as asked. */
 	int flags = (fi->flags & ~(O_CREAT | O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_TMPFILE)) |
 		    O_TMPFILE | O_CLOEXEC;

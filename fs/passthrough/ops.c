@@ -28,11 +28,17 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 			fprintf(stderr, "ringfuse-passthrough: the kernel offers no writeback "
 					"cache; continuing without\n");
 	}
+	/* The kernel checks POSIX ACLs (fetched with getxattr) as the filesystem underneath would;
+	 * it then also leaves the umask to us, since a directory's default ACL overrides it. */
+	if ((conn->capable & (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK)) ==
+	    (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK))
+		conn->want |= RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK;
 	/* A local filesystem lets an O_DIRECT file be mapped. */
 	conn->want |= conn->capable & RF_CAP_DIRECT_IO_ALLOW_MMAP;
 	if (fs.cache == CACHE_ALWAYS)
 		conn->want |= conn->capable & RF_CAP_CACHE_SYMLINKS;
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
+	fs.acl = (conn->want & conn->capable & RF_CAP_POSIX_ACL) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
 	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
 }

@@ -154,6 +154,7 @@ struct pt_fs {
 	bool writeback; /* negotiated at INIT */
 	bool passthrough_opt;
 	atomic_bool passthrough; /* negotiated at INIT; cleared when the kernel refuses for good */
+	bool acl;		 /* negotiated at INIT: the kernel checks POSIX ACLs */
 	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity, restored after each switch */
@@ -220,13 +221,6 @@ static inline int stat_fd(int fd, struct stat *st)
 	return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? neg_errno() : 0;
 }
 
-static inline mode_t create_mode(rf_req *req, mode_t mode)
-{
-	if (fs.dont_mask)
-		mode &= ~rf_req_ctx(req)->umask;
-	return mode & 07777;
-}
-
 /* ---- status.c ---- */
 void reply_status(rf_req *req, int err);
 
@@ -245,6 +239,7 @@ void creds_pause(struct creds *c);
 void creds_resume(struct creds *c);
 void creds_leave(struct creds *c);
 void creds_init(void);
+mode_t creds_create_mode(rf_req *req, mode_t mode);
 
 /* ---- lookup.c ---- */
 bool is_root_object(const struct stat *st);

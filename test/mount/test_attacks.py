@@ -1,0 +1,201 @@
+"""Attacks on the shipped filesystems by unprivileged users.
+
+Every test here mounts a filesystem with a root daemon and allow_other (the mount options a
+shared machine would use), then acts as an unprivileged user and tries to get more than the
+local filesystem underneath (or, for memfs, than tmpfs) would give: read what an ACL denies,
+keep set-user-ID bits on a file it overwrote, use blocks reserved for root, hang a queue thread,
+confuse tools with duplicate inode numbers, fill the daemon's memory. Where it helps, the same
+operation is done on a local directory and the outcomes are compared, so the reference is the
+kernel's own behaviour rather than a table written here.
+
+The users are numeric ids that own nothing (no passwd entries needed): ATTACKER, and MEMBER,
+whose supplementary group CLUB is named in ACLs. Each section names the guarantee of
+docs/security.md it proves.
+"""
+
+import ctypes
+import errno
+import os
+import shutil
+import stat
+import subprocess
+import threading
+import time
+
+import pytest
+
+import rfutil
+from rfutil import make_file, raises_errno, read_file, run_as
+
+ATTACKER, ATTACKER_GID = 60100, 60100
+MEMBER, MEMBER_GID = 60101, 60101
+CLUB = 60200
+
+
+def as_attacker(fn, *args, **kw):
+    return run_as(ATTACKER, ATTACKER_GID, fn, *args, **kw)
+
+
+def as_member(fn, *args, **kw):
+    return run_as(MEMBER, MEMBER_GID, fn, *args, groups=(CLUB,), **kw)
+
+
+def errno_of(fn, *args):
+    """0 if fn(*args) worked, else its errno."""
+    try:
+        fn(*args)
+        return 0
+    except OSError as e:
+        return e.errno
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def local_dir(name):
+    """A root-owned 0755 directory outside any mount, on the same filesystem as the sources."""
+    return rfutil.make_dir(name + "-")
+
+
+# ---------------------------------------------------------------------------------------------
+# POSIX ACLs on the source mean through the mount what they mean on the source
+# (ringfuse-passthrough negotiates the kernel's ACL support)
+
+
+def acl_tool(*argv):
+    tool = shutil.which(argv[0])
+    assert tool, "%s is missing: install the Debian package acl (scripts/deps.sh)" % argv[0]
+    return subprocess.run([tool] + list(argv[1:]), check=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True).stdout
+
+
+def setfacl(*args):
+    acl_tool("setfacl", *args)
+
+
+def getfacl(path):
+    """The ACL entries of path (no comment lines, no effective-rights remarks)."""
+    out = acl_tool("getfacl", "--omit-header", "--no-effective", "--numeric", path)
+    return sorted(line for line in out.splitlines() if line and not line.startswith("#"))
+
+
+def try_read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def try_write(path):
+    fd = os.open(path, os.O_WRONLY)
+    os.close(fd)
+
+
+def try_list(path):
+    return sorted(os.listdir(path))
+
+
+@pytest.mark.filesystems("passthrough")
+def test_acl_denies_named_user(mnt):
+    src = os.path.join(mnt.src, "f")
+    make_file(src, b"secret", 0o644)
+    setfacl("-m", "u:%d:---" % ATTACKER, src)
+    assert errno_of(as_attacker, try_read, src) == errno.EACCES, "the source itself denies"
+    assert errno_of(as_attacker, try_read, mnt.p("f")) == errno.EACCES
+    # Everyone else keeps what the mode bits give them.
+    assert as_member(try_read, mnt.p("f")) == b"secret"
+
+
+@pytest.mark.filesystems("passthrough")
+def test_acl_allows_named_group(mnt):
+    src = os.path.join(mnt.src, "f")
+    make_file(src, b"for the club", 0o600)
+    setfacl("-m", "g:%d:r" % CLUB, src)
+    assert as_member(try_read, src) == b"for the club"
+    assert as_member(try_read, mnt.p("f")) == b"for the club"
+    assert errno_of(as_attacker, try_read, mnt.p("f")) == errno.EACCES
+    assert errno_of(as_member, try_write, mnt.p("f")) == errno.EACCES
+
+
+@pytest.mark.filesystems("passthrough")
+def test_acl_mask_limits_named_entries(mnt):
+    src = os.path.join(mnt.src, "f")
+    make_file(src, b"masked", 0o600)
+    setfacl("-m", "u:%d:rw,m::r" % ATTACKER, src)
+    for path in (src, mnt.p("f")):
+        assert as_attacker(try_read, path) == b"masked", path
+        assert errno_of(as_attacker, try_write, path) == errno.EACCES, path
+
+
+@pytest.mark.filesystems("passthrough")
+def test_acl_on_directory_denies_search_and_listing(mnt):
+    d = os.path.join(mnt.src, "d")
+    os.mkdir(d, 0o755)
+    make_file(os.path.join(d, "f"), b"x", 0o644)
+    setfacl("-m", "u:%d:---" % ATTACKER, d)
+    assert errno_of(as_attacker, try_list, mnt.p("d")) == errno.EACCES
+    assert errno_of(as_attacker, try_read, mnt.p("d", "f")) == errno.EACCES
+    assert as_member(try_list, mnt.p("d")) == ["f"]
+
+
+def create_file(path, mode=0o666):
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode))
+
+
+@pytest.mark.filesystems("passthrough")
+def test_default_acl_inherited_by_files_created_through_the_mount(mnt):
+    """A file or directory created through the mount gets what the same creation on the source
+    gives: the directory's default ACL, with the umask ignored as it is when one exists."""
+    ref = local_dir("acl-ref")
+    for top in (mnt.src, ref):
+        d = os.path.join(top, "shared")
+        os.mkdir(d)
+        os.chmod(d, 0o777)
+        setfacl("-m", "d:u:%d:rw,d:g:%d:rwx,d:m::rwx,d:o::-" % (ATTACKER, CLUB), d)
+
+    def create_all(top):
+        create_file(os.path.join(top, "shared", "file"), 0o666)
+        os.mkdir(os.path.join(top, "shared", "dir"), 0o777)
+
+    as_member(create_all, ref, umask=0o077)
+    as_member(create_all, mnt.path, umask=0o077)
+    for name in ("file", "dir"):
+        want = getfacl(os.path.join(ref, "shared", name))
+        got = getfacl(os.path.join(mnt.src, "shared", name))
+        assert got == want, name
+        assert "user:%d:rw-" % ATTACKER in want
+        assert mode_of(os.path.join(mnt.src, "shared", name)) == \
+            mode_of(os.path.join(ref, "shared", name)), name
+    # And the inherited entry is honoured through the mount.
+    assert as_attacker(try_read, mnt.p("shared", "file")) == b""
+
+
+@pytest.mark.filesystems("passthrough")
+def test_umask_still_applies_without_default_acl(mnt):
+    """With ACL support negotiated the kernel leaves the umask to the daemon."""
+    pub = os.path.join(mnt.src, "pub")
+    os.mkdir(pub, 0o777)
+    os.chmod(pub, 0o777)
+    as_member(create_file, mnt.p("pub", "f"), 0o666, umask=0o027)
+    as_member(os.mkdir, mnt.p("pub", "d"), 0o777, umask=0o027)
+    assert mode_of(os.path.join(pub, "f")) == 0o640
+    assert mode_of(os.path.join(pub, "d")) == 0o750
+
+
+@pytest.mark.filesystems("passthrough")
+def test_acl_set_through_the_mount(mnt):
+    make_file(mnt.p("f"), b"mine", 0o600)
+    os.chown(mnt.p("f"), MEMBER, MEMBER_GID)
+    as_member(subprocess.check_call, ["setfacl", "-m", "u:%d:r" % ATTACKER, mnt.p("f")])
+    assert "user:%d:r--" % ATTACKER in getfacl(os.path.join(mnt.src, "f"))
+    assert as_attacker(try_read, mnt.p("f")) == b"mine"
+    # Only the owner may change the ACL, as on the source.
+    assert errno_of(as_attacker, setfacl_as_caller, mnt.p("f")) == errno.EPERM
+
+
+def setfacl_as_caller(path):
+    """setxattr of an access ACL granting the caller everything, the way setfacl does it."""
+    import struct
+    entries = [(0x01, 0o7, 0xffffffff), (0x02, 0o7, os.getuid()), (0x04, 0o7, 0xffffffff),
+               (0x10, 0o7, 0xffffffff), (0x20, 0o7, 0xffffffff)]
+    value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
+    os.setxattr(path, "system.posix_acl_access", value)
