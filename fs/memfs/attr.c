@@ -112,10 +112,10 @@ static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, 
 		n->gid = gid;
 		n->ctime = now;
 		if (n->type != S_IFDIR && (!root || (to_set & RF_SET_ATTR_KILL_SUIDGID)))
-			kill_suidgid(n, &now);
+			kill_suidgid(req, n, &now);
 	}
 	if (to_set & RF_SET_ATTR_KILL_SUIDGID)
-		kill_suidgid(n, &now);
+		kill_suidgid(req, n, &now);
 	if (to_set & RF_SET_ATTR_ATIME_NOW)
 		n->atime = now;
 	else if (to_set & RF_SET_ATTR_ATIME)

@@ -262,7 +262,8 @@ int perm_vals(rf_req *req, mode_t type, mode_t mode, uid_t uid, gid_t gid, int m
 int perm_locked(rf_req *req, const struct node *n, int mask); /* n->lock held */
 int perm_node(rf_req *req, struct node *n, int mask);
 bool sticky_ok(rf_req *req, mode_t dir_mode, uid_t dir_uid, uid_t victim_uid);
-void kill_suidgid(struct node *n, const struct timespec *now); /* n->lock held for writing */
+/* n->lock held for writing */
+void kill_suidgid(rf_req *req, struct node *n, const struct timespec *now);
 
 /* ---- inode.c ---- */
 struct node *node_get(uint64_t ino); /* pinned, or NULL */

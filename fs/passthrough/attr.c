@@ -64,27 +64,38 @@ static int set_mode(struct pt_inode *in, mode_t mode)
 }
 
 /*
- * Does mode only take suid/sgid away from the current mode? The kernel sends such a change on
- * behalf of a writer or truncater who need not own the file (what a local filesystem does
- * internally, with ATTR_FORCE); a chmod(2) by a non-owner never reaches us with
- * default_permissions on.
+ * Does mode only take suid/sgid away from before, the mode the file had when the request
+ * came? The kernel sends such a change on behalf of a writer, truncater or chown caller who
+ * need not own the file (what a local filesystem does internally, with ATTR_FORCE); a chmod(2)
+ * by a non-owner never reaches us with default_permissions on.
  */
-static bool only_drops_privs(struct pt_inode *in, mode_t mode)
+static bool only_drops_privs(mode_t mode, mode_t before)
 {
 	const mode_t privs = S_ISUID | S_ISGID;
-	struct stat st;
 
-	if (stat_fd(in->fd, &st) < 0)
-		return false;
-	return (mode & 07777 & ~privs) == (st.st_mode & 07777 & ~privs) &&
-	       !(mode & privs & ~st.st_mode);
+	mode &= 07777;
+	before &= 07777;
+	return (mode & ~privs) == (before & ~privs) && !(mode & privs & ~before);
 }
 
-static int set_mode_for(struct creds *c, struct pt_inode *in, mode_t mode)
+/*
+ * The filesystem underneath, acting for the caller, may have cleared more than the kernel's
+ * own rule asks for (sgid of a file the caller's groups do not own, on truncate): drop what the
+ * request drops from what the file has now, and add nothing back.
+ */
+static int set_mode_for(struct creds *c, struct pt_inode *in, mode_t mode, mode_t before)
 {
-	int err = set_mode(in, mode);
+	struct stat st;
+	int err;
 
-	if (err == -EPERM && c->switched && only_drops_privs(in, mode)) {
+	if (!only_drops_privs(mode, before))
+		return set_mode(in, mode);
+	err = stat_fd(in->fd, &st);
+	if (err)
+		return err;
+	mode = st.st_mode & 07777 & ~(before & ~mode & (S_ISUID | S_ISGID));
+	err = set_mode(in, mode);
+	if (err == -EPERM && c->switched) {
 		creds_pause(c);
 		err = set_mode(in, mode);
 		creds_resume(c);
@@ -118,9 +129,12 @@ static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *at
 {
 	const int times = RF_SET_ATTR_ATIME | RF_SET_ATTR_MTIME | RF_SET_ATTR_ATIME_NOW |
 			  RF_SET_ATTR_MTIME_NOW;
+	struct stat before;
 	struct creds c;
-	int err = creds_enter(req, &c);
+	int err = (to_set & RF_SET_ATTR_MODE) ? stat_fd(in->fd, &before) : 0;
 
+	if (!err)
+		err = creds_enter(req, &c);
 	if (err)
 		return err;
 	if (to_set & (RF_SET_ATTR_UID | RF_SET_ATTR_GID))
@@ -130,7 +144,7 @@ static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *at
 	if (!err && (to_set & times))
 		err = set_times_for(&c, in, attr, to_set);
 	if (!err && (to_set & RF_SET_ATTR_MODE))
-		err = set_mode_for(&c, in, attr->st_mode);
+		err = set_mode_for(&c, in, attr->st_mode, before.st_mode);
 	creds_leave(&c);
 	return err;
 }

@@ -46,6 +46,22 @@ static void dir_close(struct pt_dir *d)
 	free(d);
 }
 
+/* The kernel checked the caller's right to list it; this thread may act for someone else. */
+static int open_dir(struct pt_inode *in)
+{
+	int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		fd = neg_errno();
+	if (creds_retry_privileged(fd)) {
+		fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			fd = neg_errno();
+		creds_settle();
+	}
+	return fd;
+}
+
 void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	struct pt_dir *d = calloc(1, sizeof(*d));
@@ -55,9 +71,9 @@ void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		reply_status(req, -ENOMEM);
 		return;
 	}
-	fd = openat(inode_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open_dir(inode_of(ino));
 	if (fd < 0)
-		err = neg_errno();
+		err = fd;
 	else if (!(d->dp = fdopendir(fd))) {
 		err = neg_errno();
 		close(fd);

@@ -133,14 +133,10 @@ static int lookup_dotdot(struct pt_inode *dir, struct rf_entry_param *e)
 	return entry_from_fd(fd, e);
 }
 
-int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+static int lookup_once(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
 {
-	int fd, err = check_name(name);
+	int fd;
 
-	if (err)
-		return err;
-	if (!S_ISDIR(dir->type))
-		return -ENOTDIR;
 	if (!strcmp(name, "."))
 		return entry_of_inode(dir, e);
 	if (!strcmp(name, ".."))
@@ -149,6 +145,23 @@ int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e
 	if (fd < 0)
 		return fd;
 	return entry_from_fd(fd, e);
+}
+
+/* The kernel checked the caller's right to search dir; this thread may act for someone else. */
+int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if (!S_ISDIR(dir->type))
+		return -ENOTDIR;
+	err = lookup_once(dir, name, e);
+	if (creds_retry_privileged(err)) {
+		err = lookup_once(dir, name, e);
+		creds_settle();
+	}
+	return err;
 }
 
 /* If the kernel did not take the entry (the request was interrupted), take its lookup back. */

@@ -160,6 +160,5 @@ int main(int argc, char *argv[])
 	table_clear();
 	if (fs.root.fd >= 0)
 		close(fs.root.fd);
-	free(fs.groups);
 	return ret ? 1 : 0;
 }

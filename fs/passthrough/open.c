@@ -68,22 +68,31 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 	struct creds c;
 	int fd, narrow, err;
 
-	if (!open_needs_caller(flags))
-		return open_target(t, wide);
+	if (!open_needs_caller(flags)) {
+		/* The kernel checked the caller's right to read; this thread may act for someone
+		 * else. */
+		fd = open_target(t, wide);
+		if (creds_retry_privileged(fd)) {
+			fd = open_target(t, wide);
+			creds_settle();
+		}
+		return fd;
+	}
 	err = creds_enter(req, &c);
 	if (err)
 		return err;
 	fd = open_target(t, wide);
-	if (fd != -EACCES || wide == flags) {
-		creds_leave(&c);
-		return fd;
+	if (fd == -EACCES && wide != flags) {
+		narrow = open_target(t, flags);
+		fd = narrow;
+		if (narrow >= 0) {
+			creds_pause(&c);
+			fd = reopen_rdwr(narrow, flags);
+			creds_resume(&c);
+			close(narrow);
+		}
 	}
-	narrow = open_target(t, flags);
 	creds_leave(&c);
-	if (narrow < 0)
-		return narrow;
-	fd = reopen_rdwr(narrow, flags);
-	close(narrow);
 	return fd;
 }
 

@@ -61,7 +61,9 @@ static void pt_syncfs(rf_req *req, rf_ino ino)
 	/* syncfs() wants a real descriptor; any directory of the backing filesystem will do. */
 	if (!S_ISDIR(in->type))
 		in = &fs.root;
+	creds_privileged();
 	fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	creds_settle();
 	if (fd < 0)
 		err = neg_errno();
 	else {

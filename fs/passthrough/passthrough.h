@@ -16,6 +16,7 @@
  *   status.c   replies that carry only a status, and the one failure an admin can fix
  *   inode.c    the inode table: inodes by (st_dev, st_ino), their lookup counts
  *   creds.c    acting for the caller: this thread's filesystem identity
+ *   caps.c     the capabilities serving threads keep
  *   lookup.c   lookups of names beneath a directory, and entries for the kernel
  *   attr.c     getattr, setattr, access, readlink
  *   names.c    creating and removing names: mknod, mkdir, symlink, link, unlink, rmdir, rename
@@ -60,11 +61,13 @@
 #define PASSTHROUGH_H
 
 #include "ringfuse.h"
+#include "ringfuse/kernel.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -157,10 +160,8 @@ struct pt_fs {
 	bool acl;		 /* negotiated at INIT: the kernel checks POSIX ACLs */
 	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
 	bool switch_creds;
-	uid_t uid; /* the daemon's own filesystem identity, restored after each switch */
+	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
-	int ngroups;
-	gid_t *groups;
 	struct shard shards[NSHARDS];
 };
 
@@ -171,9 +172,16 @@ extern const struct rf_ops pt_ops;
 
 /* A thread's filesystem identity while it acts for a caller (creds.c). */
 struct creds {
-	bool switched;
-	uid_t uid; /* the caller's, while switched */
+	bool switched; /* an unprivileged caller's */
+	uid_t uid;     /* the caller's */
 	gid_t gid;
+};
+
+/* Whose rights a backend write runs with (creds_io_begin()). */
+enum io_ident {
+	IO_AS_ROOT, /* the daemon's (a root caller's write) */
+	IO_UNPRIV,  /* an unprivileged user's */
+	IO_ANON,    /* the anonymous identity (writeback of the kernel's cache) */
 };
 
 /* ---- small helpers ---- */
@@ -233,13 +241,25 @@ void inode_ref(struct pt_inode *in);
 void inode_put(struct pt_inode *in, uint64_t n);
 void table_clear(void);
 
+/* ---- caps.c ---- */
+int caps_init(void);
+int caps_raise(int cap);
+void caps_lower(int cap);
+
 /* ---- creds.c ---- */
 int creds_enter(rf_req *req, struct creds *c);
 void creds_pause(struct creds *c);
 void creds_resume(struct creds *c);
 void creds_leave(struct creds *c);
-void creds_init(void);
+void creds_settle(void);
+bool creds_retry_privileged(int err);
+void creds_privileged(void);
+enum io_ident creds_io_begin(rf_req *req, const struct rf_file_info *fi);
+void creds_io_end(enum io_ident kind);
+int creds_backing_begin(void);
+void creds_backing_end(void);
 mode_t creds_create_mode(rf_req *req, mode_t mode);
+void creds_init(void);
 
 /* ---- lookup.c ---- */
 bool is_root_object(const struct stat *st);

@@ -199,3 +199,188 @@ def setfacl_as_caller(path):
                (0x10, 0o7, 0xffffffff), (0x20, 0o7, 0xffffffff)]
     value = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", t, p, i) for t, p, i in entries)
     os.setxattr(path, "system.posix_acl_access", value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-user-ID and set-group-ID bits are cleared whenever the local filesystem clears them:
+# writes (buffered and O_DIRECT, where the kernel leaves it to the daemon with
+# FUSE_WRITE_KILL_SUIDGID), truncate, fallocate, copy_file_range and chown. Each operation is
+# done by the same user on the same kind of file through the mount and in a local directory;
+# the modes afterwards must agree.
+
+
+def public_dir(top, name="pub"):
+    d = os.path.join(top, name)
+    os.mkdir(d)
+    os.chmod(d, 0o777)
+    return d
+
+
+def direct_write(path):
+    import mmap
+    buf = mmap.mmap(-1, rfutil.PAGE)
+    buf.write(b"d" * rfutil.PAGE)
+    fd = os.open(path, os.O_WRONLY | os.O_DIRECT)
+    try:
+        assert os.pwritev(fd, [buf], 0) == rfutil.PAGE
+    finally:
+        os.close(fd)
+        buf.close()
+
+
+def buffered_write(path):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, b"b")
+    finally:
+        os.close(fd)
+
+
+def ftruncate(path):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.ftruncate(fd, 1)
+    finally:
+        os.close(fd)
+
+
+def fallocate(path):
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        rfutil.fallocate(fd, 0, 0, 2 * rfutil.PAGE)
+    finally:
+        os.close(fd)
+
+
+def copy_range(path):
+    src = os.path.join(os.path.dirname(path), "data")
+    fi, fo = os.open(src, os.O_RDONLY), os.open(path, os.O_WRONLY)
+    try:
+        assert os.copy_file_range(fi, fo, 4, 0, 0) == 4
+    finally:
+        os.close(fi)
+        os.close(fo)
+
+
+def chgrp(path):
+    os.chown(path, -1, CLUB)
+
+
+OPS = {"write": buffered_write, "direct_write": direct_write,
+       "truncate": lambda p: os.truncate(p, 1), "ftruncate": ftruncate,
+       "fallocate": fallocate, "copy_file_range": copy_range, "chgrp": chgrp}
+PRIVS = stat.S_ISUID | stat.S_ISGID
+
+
+def privs_after(top, op, mode, who):
+    """Mode of a file after `who` ("attacker", "owner" or "root") did op to it."""
+    d = os.path.join(top, "%s-%s-%o" % (op, who, mode))
+    os.mkdir(d)
+    os.chmod(d, 0o777)
+    make_file(os.path.join(d, "data"), b"data" * 1024, 0o644)
+    path = os.path.join(d, "f")
+    make_file(path, b"x" * 8192, 0o644)
+    if who == "owner":
+        os.chown(path, ATTACKER, ATTACKER_GID)
+    os.chmod(path, mode)
+    if who == "root":
+        OPS[op](path)
+    else:
+        run_as(ATTACKER, ATTACKER_GID, OPS[op], path, groups=(CLUB,))
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+CASES = [(op, 0o6777, "attacker") for op in OPS if op != "chgrp"] + \
+    [(op, 0o6767, "attacker") for op in ("write", "direct_write", "truncate")] + \
+    [("chgrp", 0o6775, "owner"), ("chgrp", 0o6765, "owner")] + \
+    [(op, 0o6777, "root") for op in ("write", "direct_write", "fallocate", "copy_file_range")]
+
+
+def test_suid_sgid_cleared_as_on_a_local_filesystem(mnt):
+    ref = local_dir("privs-ref")
+    got, want = {}, {}
+    for op, mode, who in CASES:
+        key = "%s by %s on %o" % (op, who, mode)
+        want[key] = oct(privs_after(ref, op, mode, who))
+        got[key] = oct(privs_after(mnt.path, op, mode, who))
+    assert got == want
+    # The attacker's writes really lose the bits (not only "agree with a local filesystem").
+    assert not int(want["direct_write by attacker on 6777"], 8) & PRIVS
+
+
+# ---------------------------------------------------------------------------------------------
+# No capability and no root identity behind an unprivileged user's data (ringfuse-passthrough):
+# blocks a filesystem reserves for root stay reserved, whichever way the data travels.
+
+
+@pytest.fixture
+def small_ext4():
+    """A 32 MiB ext4 filesystem with 10% of its blocks reserved for root, loop-mounted on a
+    fresh directory anyone may write in."""
+    for tool in ("mkfs.ext4", "losetup"):
+        assert shutil.which(tool), "%s is missing (Debian packages e2fsprogs, mount)" % tool
+    d = rfutil.make_dir("ext4-")
+    img = d + ".img"
+    subprocess.check_call(["truncate", "-s", "32M", img])
+    subprocess.check_call(["mkfs.ext4", "-q", "-F", "-m", "10", "-O", "^has_journal", img])
+    subprocess.check_call(["mount", "-o", "loop", img, d])
+    try:
+        os.chmod(d, 0o1777)
+        yield d
+    finally:
+        if rfutil.umount(d).returncode != 0:
+            rfutil.umount(d, lazy=True)
+        os.unlink(img)
+
+
+def reserved_left(path):
+    """Bytes free for root but not for others."""
+    st = os.statvfs(path)
+    return (st.f_bfree - st.f_bavail) * st.f_frsize
+
+
+def fill(path, how):
+    """Write (or allocate) until the filesystem refuses; returns the bytes that got in."""
+    import mmap
+    chunk = 256 * 1024
+    flags = os.O_CREAT | os.O_WRONLY | (os.O_DIRECT if how == "direct" else 0)
+    fd = os.open(path, flags, 0o644)
+    buf = mmap.mmap(-1, chunk)
+    buf.write(b"z" * chunk)
+    done = 0
+    try:
+        while done < 64 * 1024 * 1024:
+            if how == "fallocate":
+                rfutil.fallocate(fd, 0, done, chunk)
+                n = chunk
+            else:
+                n = os.pwritev(fd, [buf], done)
+            if n <= 0:
+                break
+            done += n
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+    finally:
+        os.close(fd)
+        buf.close()
+    return done
+
+
+@pytest.mark.filesystems("passthrough")
+@pytest.mark.parametrize("how,opts", [("write", ()), ("direct", ()), ("fallocate", ()),
+                                      ("write", ("writeback",)), ("write", ("passthrough",))],
+                         ids=["write", "direct", "fallocate", "writeback", "kernel-passthrough"])
+def test_reserved_blocks_stay_reserved(mounter, transport, fs, small_ext4, how, opts):
+    reserved = reserved_left(small_ext4)
+    assert reserved > 2 * 1024 * 1024
+    m = mounter(transport, fs, opts=opts, src=small_ext4)
+    got = as_attacker(fill, m.p("hog"), how, timeout=120)
+    left = reserved_left(small_ext4)
+    assert left > reserved // 2, "an unprivileged user got %d of the %d bytes reserved for " \
+        "root (wrote %d)" % (reserved - left, reserved, got)
+    # The attacker got as far as a local user would: the rest of the filesystem.
+    assert got > 16 * 1024 * 1024
+    # Root still can use what is reserved.
+    os.unlink(m.p("hog"))
