@@ -12,9 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -226,6 +229,26 @@ bool rf_mount_still_there(const rf_session *se)
 	       strcmp(dev, se->mount_dev) == 0;
 }
 
+/*
+ * A filesystem may have narrowed the identity and the capabilities of the thread that serves
+ * /dev/fuse while it acted for callers (ringfuse-passthrough keeps CAP_SYS_ADMIN permitted but
+ * not effective): unmounting needs the process's own filesystem ids and CAP_SYS_ADMIN back.
+ */
+static void regain_privileges(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[2];
+
+	setfsuid(geteuid());
+	setfsgid(getegid());
+	if (syscall(SYS_capget, &h, d) == 0 &&
+	    (d[0].effective != d[0].permitted || d[1].effective != d[1].permitted)) {
+		d[0].effective = d[0].permitted;
+		d[1].effective = d[1].permitted;
+		syscall(SYS_capset, &h, d);
+	}
+}
+
 void rf_unmount(rf_session *se)
 {
 	if (!se->mounted)
@@ -234,6 +257,7 @@ void rf_unmount(rf_session *se)
 	if (!se->nonroot_mount) {
 		/* Detach: a busy mount still goes away for new lookups; open files are failed
 		 * when the fd closes and the connection is aborted. */
+		regain_privileges();
 		if (umount2(se->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 			rf_log(RF_LOG_WARN, "ringfuse: unmounting %s failed: %s", se->mountpoint,
 			       strerror(errno));

@@ -8,7 +8,13 @@
 
 static void pt_init(void *userdata, struct rf_conn_info *conn)
 {
+	int err;
+
 	(void)userdata;
+	/* On the thread that starts the transport's threads, before it does: they inherit. */
+	if (fs.switch_creds && (err = caps_init()) < 0)
+		fprintf(stderr, "ringfuse-passthrough: cannot drop capabilities: %s\n",
+			strerror(-err));
 	if (fs.passthrough_opt && !(conn->capable & RF_CAP_PASSTHROUGH)) {
 		fprintf(stderr, "ringfuse-passthrough: the kernel offers no passthrough; file I/O "
 				"goes through this daemon\n");

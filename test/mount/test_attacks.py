@@ -384,3 +384,34 @@ def test_reserved_blocks_stay_reserved(mounter, transport, fs, small_ext4, how, 
     assert got > 16 * 1024 * 1024
     # Root still can use what is reserved.
     os.unlink(m.p("hog"))
+
+
+def capabilities(pid):
+    """{tid: effective capability mask} of every thread of a process."""
+    caps = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps[int(tid)] = int(line.split()[1], 16)
+    return caps
+
+
+CAP_NAMES = {0: "CHOWN", 1: "DAC_OVERRIDE", 2: "DAC_READ_SEARCH", 3: "FOWNER", 4: "FSETID",
+             6: "SETGID", 7: "SETUID", 27: "MKNOD"}
+
+
+@pytest.mark.filesystems("passthrough")
+def test_threads_keep_no_capability_they_do_not_need(mnt):
+    """Serving threads act for callers: only the filesystem capabilities (which follow the
+    filesystem uid) and the two that switch identities stay effective. CAP_SYS_ADMIN is raised
+    only around the backing-file ioctl, and nothing else survives (CAP_SYS_RESOURCE would hand
+    out reserved blocks and exceed quotas, CAP_SYS_ADMIN the file-max limit)."""
+    pub = public_dir(mnt.path)
+    for i in range(20):
+        as_attacker(make_file, os.path.join(pub, "f%d" % i), b"x" * 100)
+    allowed = sum(1 << b for b in CAP_NAMES)
+    caps = capabilities(mnt.pid)
+    assert len(caps) > 1
+    extra = {tid: [b for b in range(64) if c & ~allowed & (1 << b)] for tid, c in caps.items()}
+    assert not any(extra.values()), "threads with capabilities they do not need: %r" % extra
