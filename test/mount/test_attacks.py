@@ -415,3 +415,61 @@ def test_threads_keep_no_capability_they_do_not_need(mnt):
     assert len(caps) > 1
     extra = {tid: [b for b in range(64) if c & ~allowed & (1 << b)] for tid, c in caps.items()}
     assert not any(extra.values()), "threads with capabilities they do not need: %r" % extra
+
+
+# ---------------------------------------------------------------------------------------------
+# create(2) on a name that became something other than a regular file on the source after the
+# kernel cached its absence: refused, never opened by the daemon (a FIFO would hang a queue
+# thread, a device would be opened although the mount is nodev).
+
+
+def open_created(path, flags=os.O_CREAT | os.O_WRONLY):
+    os.close(os.open(path, flags, 0o644))
+
+
+@pytest.mark.filesystems("passthrough")
+@pytest.mark.parametrize("kind", ["fifo", "device", "socket"])
+def test_create_on_a_planted_special_file_is_refused(mnt, kind):
+    src = os.path.join(mnt.src, "pub")
+    os.mkdir(src)
+    os.chmod(src, 0o777)
+    # The kernel looks the name up and caches that it does not exist (cache=auto: 1 s).
+    assert errno_of(os.stat, mnt.p("pub", "x")) == errno.ENOENT
+    planted = os.path.join(src, "x")
+    if kind == "fifo":
+        os.mkfifo(planted, 0o666)
+    elif kind == "device":
+        os.mknod(planted, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # /dev/null
+    else:
+        import socket
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(planted)
+        sock.close()
+    os.chmod(planted, 0o666)
+    got = rfutil.call_with_timeout(as_attacker, (open_created, mnt.p("pub", "x")), timeout=5)
+    if got == "timeout" and kind == "fifo":
+        # Let the daemon's open return, so the mount can be taken down.
+        os.close(os.open(planted, os.O_RDONLY | os.O_NONBLOCK))
+        time.sleep(0.5)
+    assert isinstance(got, OSError) and got.errno == errno.EEXIST, \
+        "create on a planted %s: %r" % (kind, got)
+    # The planted object is untouched and the mount still serves.
+    assert not stat.S_ISREG(os.lstat(planted).st_mode)
+    make_file(mnt.p("pub", "ok"), b"fine")
+    assert read_file(mnt.p("pub", "ok")) == b"fine"
+
+
+@pytest.mark.filesystems("passthrough")
+def test_create_on_a_planted_regular_file_opens_it(mnt):
+    src = os.path.join(mnt.src, "pub")
+    os.mkdir(src)
+    os.chmod(src, 0o777)
+    assert errno_of(os.stat, mnt.p("pub", "x")) == errno.ENOENT
+    assert errno_of(os.stat, mnt.p("pub", "y")) == errno.ENOENT
+    for name in ("x", "y"):
+        make_file(os.path.join(src, name), b"kept")
+        os.chmod(os.path.join(src, name), 0o666)
+    as_attacker(open_created, mnt.p("pub", "x"), os.O_CREAT | os.O_WRONLY)
+    assert read_file(os.path.join(src, "x")) == b"kept"
+    assert errno_of(as_attacker, open_created, mnt.p("pub", "y"),
+                    os.O_CREAT | os.O_EXCL | os.O_WRONLY) == errno.EEXIST
