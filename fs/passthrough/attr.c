@@ -10,10 +10,12 @@ void pt_getattr(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 	int err = stat_fd(inode_of(ino)->fd, &st);
 
 	(void)fi;
-	if (err)
+	if (err) {
 		reply_status(req, err);
-	else
-		rf_reply_attr(req, &st, fs.timeout);
+		return;
+	}
+	st.st_ino = ino_out(st.st_dev, st.st_ino);
+	rf_reply_attr(req, &st, fs.timeout);
 }
 
 static int set_owner(struct pt_inode *in, const struct stat *attr, int to_set)
@@ -157,10 +159,12 @@ void pt_setattr(rf_req *req, rf_ino ino, struct stat *attr, int to_set, struct r
 
 	if (!err)
 		err = stat_fd(in->fd, &st);
-	if (err)
+	if (err) {
 		reply_status(req, err);
-	else
-		rf_reply_attr(req, &st, fs.timeout);
+		return;
+	}
+	st.st_ino = ino_out(st.st_dev, st.st_ino);
+	rf_reply_attr(req, &st, fs.timeout);
 }
 
 void pt_readlink(rf_req *req, rf_ino ino)

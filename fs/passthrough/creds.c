@@ -46,6 +46,8 @@
 
 #ifdef SYS_setgroups32
 #define SYS_SETGROUPS SYS_setgroups32 /* the 16-bit call would truncate ids */
+#elif defined(__i386__) || defined(__arm__)
+#error "setgroups32 missing: SYS_setgroups takes 16-bit group ids here"
 #else
 #define SYS_SETGROUPS SYS_setgroups
 #endif

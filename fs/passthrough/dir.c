@@ -100,7 +100,9 @@ static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t r
 	int err;
 
 	memset(&e, 0, sizeof(e));
-	e.attr.st_ino = de->d_ino;
+	/* Names in dir are on its filesystem (a mountpoint's d_ino is the covered directory's,
+	 * as on the source). */
+	e.attr.st_ino = ino_out(dir->dev, de->d_ino);
 	e.attr.st_mode = DTTOIF(de->d_type);
 	if (!plus) {
 		len = rf_add_direntry(req, buf, room, de->d_name, &e.attr, de->d_off);

@@ -74,6 +74,7 @@ static void fill_entry(struct rf_entry_param *e, rf_ino ino, const struct stat *
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->attr = *st;
+	e->attr.st_ino = ino_out(st->st_dev, st->st_ino);
 	e->attr_timeout = fs.timeout;
 	e->entry_timeout = fs.timeout;
 }

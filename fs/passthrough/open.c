@@ -119,7 +119,8 @@ static bool memory_backed(int fd)
 
 	if (fstatfs(fd, &sf) < 0)
 		return false;
-	return sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+	/* f_type is a signed word of either size; the magic numbers are 32 bits. */
+	return (uint32_t)sf.f_type == TMPFS_MAGIC || (uint32_t)sf.f_type == RAMFS_MAGIC;
 }
 
 static void set_open_reply(struct rf_file_info *fi, int fd)

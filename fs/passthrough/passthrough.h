@@ -240,6 +240,7 @@ struct pt_inode *inode_get(const struct stat *st, int *fd);
 void inode_ref(struct pt_inode *in);
 void inode_put(struct pt_inode *in, uint64_t n);
 void table_clear(void);
+ino_t ino_out(dev_t dev, ino_t ino);
 
 /* ---- caps.c ---- */
 int caps_init(void);

@@ -473,3 +473,60 @@ def test_create_on_a_planted_regular_file_opens_it(mnt):
     assert read_file(os.path.join(src, "x")) == b"kept"
     assert errno_of(as_attacker, open_created, mnt.p("pub", "y"),
                     os.O_CREAT | os.O_EXCL | os.O_WRONLY) == errno.EEXIST
+
+
+# ---------------------------------------------------------------------------------------------
+# Inode numbers are unique through the mount, also across filesystems mounted inside the source
+# (ringfuse-passthrough shows everything under one device): tar, rsync -H and cp -a take two
+# names with one inode number for hard links.
+
+
+@pytest.fixture
+def nested_tmpfs():
+    """A fresh tmpfs with another fresh tmpfs mounted at sub/: both number their files alike."""
+    top = rfutil.make_dir("nested-")
+    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", top])
+    sub = os.path.join(top, "sub")
+    os.mkdir(sub)
+    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0755", "tmpfs", sub])
+    try:
+        yield top
+    finally:
+        for d in (sub, top):
+            if rfutil.umount(d).returncode != 0:
+                rfutil.umount(d, lazy=True)
+
+
+def dir_inos(path):
+    """{name: d_ino} as readdir reports them."""
+    return {e.name: e.inode() for e in os.scandir(path)}
+
+
+@pytest.mark.filesystems("passthrough")
+def test_inode_numbers_unique_across_submounts(mounter, transport, fs, nested_tmpfs):
+    top = nested_tmpfs
+    for d in (top, os.path.join(top, "sub")):
+        for i in range(8):
+            make_file(os.path.join(d, "f%d" % i), b"%d" % i)
+        os.mkdir(os.path.join(d, "d"))
+    # On the source, the two filesystems do hand out the same numbers.
+    assert set(dir_inos(top).values()) & set(dir_inos(os.path.join(top, "sub")).values())
+    m = mounter(transport, fs, src=top)
+    seen = {}
+    for d in ("", "sub"):
+        for name in ["f%d" % i for i in range(8)] + ["d"]:
+            st = os.lstat(m.p(d, name))
+            key = (st.st_dev, st.st_ino)
+            assert key not in seen, "%s/%s and %s share inode number %d" % (
+                d, name, seen.get(key), st.st_ino)
+            seen[key] = "%s/%s" % (d, name)
+        # readdir gives each name the number stat gives it.
+        listed = dir_inos(m.p(d))
+        for name, ino in listed.items():
+            if name != "sub":  # a mountpoint's d_ino is the covered directory's, locally too
+                assert ino == os.lstat(m.p(d, name)).st_ino, (d, name)
+    # Two links to one file are still one inode.
+    os.link(m.p("sub", "f1"), m.p("sub", "f1-link"))
+    assert os.stat(m.p("sub", "f1-link")).st_ino == os.stat(m.p("sub", "f1")).st_ino
+    # Unmount the daemon before the tmpfs under it.
+    m.unmount()
