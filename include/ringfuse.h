@@ -494,6 +494,8 @@ const char *rf_session_source(const rf_session *se);
 const char *rf_session_mountpoint(const rf_session *se);
 /* Non-zero when the kernel checks permissions (default_permissions, the default). */
 int rf_session_default_permissions(const rf_session *se);
+/* Non-zero when users other than the one who mounted may use the mount (allow_other). */
+int rf_session_allow_other(const rf_session *se);
 /* The value of a -o key=value option the library did not consume, or NULL. "key" alone
  * yields "". Lets filesystems take their own options; ask before rf_session_run(), which
  * refuses options nobody asked for. The value is copied into a per-thread buffer (at most 255

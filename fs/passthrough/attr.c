@@ -125,7 +125,11 @@ static int set_times_for(struct creds *c, struct pt_inode *in, const struct stat
 	return err;
 }
 
-/* Owner, size and times, then mode last, so the mode asked for is the one that stays. */
+/*
+ * Size, times and mode, then the owner last: a request that fails half-way must not leave a
+ * chown applied. The kernel sends a mode together with an owner only to clear suid/sgid, which
+ * the chown underneath does by its own rules too.
+ */
 static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *attr, int to_set,
 			 const struct rf_file_info *fi)
 {
@@ -139,14 +143,14 @@ static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *at
 		err = creds_enter(req, &c);
 	if (err)
 		return err;
-	if (to_set & (RF_SET_ATTR_UID | RF_SET_ATTR_GID))
-		err = set_owner(in, attr, to_set);
-	if (!err && (to_set & RF_SET_ATTR_SIZE))
+	if (to_set & RF_SET_ATTR_SIZE)
 		err = set_size(in, attr->st_size, fi);
 	if (!err && (to_set & times))
 		err = set_times_for(&c, in, attr, to_set);
 	if (!err && (to_set & RF_SET_ATTR_MODE))
 		err = set_mode_for(&c, in, attr->st_mode, before.st_mode);
+	if (!err && (to_set & (RF_SET_ATTR_UID | RF_SET_ATTR_GID)))
+		err = set_owner(in, attr, to_set);
 	creds_leave(&c);
 	return err;
 }

@@ -91,7 +91,7 @@ void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		dir_close(d);
 }
 
-/* Bytes used in buf, 0 when the entry does not fit, or -errno (-ENOENT: it vanished). */
+/* Bytes used in buf, 0 when the entry does not fit, or -ENOENT when it vanished. */
 static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t room,
 			  const struct dirent *de, bool plus)
 {
@@ -108,11 +108,17 @@ static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t r
 		len = rf_add_direntry(req, buf, room, de->d_name, &e.attr, de->d_off);
 		return len > room ? 0 : (ssize_t)len;
 	}
-	/* The kernel takes no lookup on "." and ".." (and ignores their attributes). */
+	/* The kernel takes no lookup on "." and ".." (and ignores their attributes). A name
+	 * whose lookup fails for another reason than being gone (out of descriptors, say) is
+	 * listed without attributes: the kernel looks it up when it is used. */
 	if (!is_dot_or_dotdot(de->d_name)) {
 		err = lookup_name(dir, de->d_name, &e);
-		if (err)
+		if (err == -ENOENT)
 			return err;
+		if (err) {
+			e.ino = 0;
+			e.attr_timeout = e.entry_timeout = 0;
+		}
 	}
 	len = rf_add_direntry_plus(req, buf, room, de->d_name, &e, de->d_off);
 	if (len > room) {

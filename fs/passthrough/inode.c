@@ -90,6 +90,7 @@ struct pt_inode *inode_get(const struct stat *st, int *fd)
 	} else {
 		in = calloc(1, sizeof(*in));
 		if (in) {
+			in->magic = PT_INODE_MAGIC;
 			in->fd = *fd;
 			in->type = st->st_mode & S_IFMT;
 			in->dev = st->st_dev;
@@ -141,6 +142,7 @@ void inode_put(struct pt_inode *in, uint64_t n)
 	s->count--;
 	pthread_mutex_unlock(&s->lock);
 	close(in->fd);
+	in->magic = 0;
 	free(in);
 }
 

@@ -191,8 +191,20 @@ void pt_lookup(rf_req *req, rf_ino parent, const char *name)
 	reply_entry(req, &e);
 }
 
+/*
+ * Node ids are addresses the kernel got from us, and the kernel is trusted to send only those;
+ * still, a forget of node id 0 (which no reply ever carries) or of an inode not live any more
+ * is refused rather than followed.
+ */
 void pt_forget(rf_req *req, rf_ino ino, uint64_t nlookup)
 {
-	inode_put(inode_of(ino), nlookup);
+	static atomic_bool said;
+	struct pt_inode *in = ino ? inode_of(ino) : NULL;
+
+	if (in && (in == &fs.root || in->magic == PT_INODE_MAGIC))
+		inode_put(in, nlookup);
+	else if (!atomic_exchange(&said, true))
+		fprintf(stderr, "ringfuse-passthrough: forget of unknown node id %#llx refused\n",
+			(unsigned long long)ino);
 	rf_reply_none(req);
 }

@@ -11,7 +11,8 @@
  *
  * This header holds what the files of the daemon share: the data structures, the one filesystem
  * state, small inline helpers and each file's entry points. One file, one job:
- *   main.c     main(): the options, SOURCE and MOUNTPOINT, setup and teardown
+ *   main.c     main()
+ *   setup.c    the options, SOURCE and MOUNTPOINT, setup and teardown
  *   ops.c      the operations table, and the filesystem-wide operations (init, statfs, syncfs)
  *   status.c   replies that carry only a status, and the one failure an admin can fix
  *   inode.c    the inode table: inodes by (st_dev, st_ino), their lookup counts
@@ -115,8 +116,11 @@ struct open_how {
 #define FH_INLINE      (1ull << 35) /* memory-backed: I/O on the calling thread (io_file()) */
 #define FH_ALIGN_SHIFT 40	    /* 8 bits: log2 of the O_DIRECT memory alignment */
 
+#define PT_INODE_MAGIC 0x70746e64u /* in a live struct pt_inode; cleared when it is freed */
+
 /* A filesystem object the kernel holds lookups on. */
 struct pt_inode {
+	uint32_t magic;
 	int fd;		       /* O_PATH; immutable while the kernel holds a lookup */
 	mode_t type;	       /* S_IFMT bits, fixed for the object's life */
 	dev_t dev;	       /* table key, with ino */
@@ -228,6 +232,10 @@ static inline int stat_fd(int fd, struct stat *st)
 {
 	return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? neg_errno() : 0;
 }
+
+/* ---- setup.c ---- */
+int pt_setup(rf_session *se, const char *source, const char *mountpoint);
+void pt_teardown(void);
 
 /* ---- status.c ---- */
 void reply_status(rf_req *req, int err);

@@ -14,6 +14,9 @@
 #ifndef XATTR_NAME_MAX
 #define XATTR_NAME_MAX 255
 #endif
+#ifndef XATTR_LIST_MAX
+#define XATTR_LIST_MAX 65536
+#endif
 
 /* The capability the kernel required of the caller for this attribute, or -1. */
 static int cap_for(const char *name, bool write)
@@ -90,6 +93,11 @@ static ssize_t read_xattr(const char *path, const char *key, char *buf, size_t s
 	return n;
 }
 
+/*
+ * Sizes. A size probe (size 0) always gets the size. A value or list larger than the reply
+ * area cannot be sent at all: that is E2BIG, not ERANGE, which would have the caller probe
+ * and try again forever.
+ */
 void pt_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size)
 {
 	char path[PROC_PATH_MAX], key[XATTR_NAME_MAX + 1];
@@ -113,7 +121,16 @@ void pt_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size)
 		return;
 	}
 	buf = rf_reply_payload(req, &cap);
-	n = buf ? read_xattr(path, key, buf, size < cap ? size : cap) : -EIO;
+	if (!buf) {
+		reply_status(req, -EIO);
+		return;
+	}
+	n = read_xattr(path, key, buf, size < cap ? size : cap);
+	if (n == -ERANGE && size > cap) {
+		n = read_xattr(path, key, NULL, 0);
+		if (n >= 0)
+			n = (size_t)n > size ? -ERANGE : -E2BIG;
+	}
 	if (n < 0)
 		reply_status(req, (int)n);
 	else
@@ -153,16 +170,38 @@ static ssize_t list_xattrs(const char *path, char *buf, size_t size, bool root)
 	return n;
 }
 
+/*
+ * The whole list, filtered for the caller, into the reply area, or when it is larger into a
+ * buffer of its own (*list then points there; the caller frees it when it is not buf).
+ * Returns its length or -errno.
+ */
+static ssize_t caller_list(const char *path, char *buf, size_t cap, bool root, char **list)
+{
+	ssize_t n = list_xattrs(path, buf, cap, root);
+
+	*list = buf;
+	if (n == -ERANGE) {
+		/* Larger than the reply area (the kernel caps lists at XATTR_LIST_MAX). */
+		*list = malloc(XATTR_LIST_MAX);
+		if (!*list)
+			return -ENOMEM;
+		n = list_xattrs(path, *list, XATTR_LIST_MAX, root);
+	}
+	if (n > 0 && !root)
+		n = (ssize_t)drop_trusted(*list, (size_t)n);
+	return n;
+}
+
 void pt_listxattr(rf_req *req, rf_ino ino, size_t size)
 {
-	char path[PROC_PATH_MAX];
-	bool filter = rf_req_ctx(req)->uid != 0;
+	char path[PROC_PATH_MAX], *list;
+	bool root = rf_req_ctx(req)->uid == 0;
 	size_t cap;
 	char *buf;
 	ssize_t n;
 
 	proc_path(inode_of(ino)->fd, path);
-	if (!size && !filter) {
+	if (!size && root) {
 		n = list_xattrs(path, NULL, 0, true);
 		if (n < 0)
 			reply_status(req, (int)n);
@@ -170,24 +209,25 @@ void pt_listxattr(rf_req *req, rf_ino ino, size_t size)
 			rf_reply_xattr(req, (size_t)n);
 		return;
 	}
-	/* The whole list fits any payload (the kernel caps it at 64 KiB): list it all, filter,
-	 * then hold it against the size asked for. */
 	buf = rf_reply_payload(req, &cap);
 	if (!buf) {
 		reply_status(req, -EIO);
 		return;
 	}
-	n = list_xattrs(path, buf, cap, !filter);
-	if (n < 0) {
+	n = caller_list(path, buf, cap, root, &list);
+	if (n >= 0 && size && (size_t)n > size)
+		n = -ERANGE;
+	else if (n >= 0 && size && (size_t)n > cap)
+		n = -E2BIG;
+	if (n < 0)
 		reply_status(req, (int)n);
-		return;
-	}
-	if (filter)
-		n = (ssize_t)drop_trusted(buf, (size_t)n);
-	if (!size)
+	else if (!size)
 		rf_reply_xattr(req, (size_t)n);
-	else if ((size_t)n > size)
-		reply_status(req, -ERANGE);
-	else
+	else {
+		if (list != buf)
+			memcpy(buf, list, (size_t)n);
 		rf_reply_data(req, (size_t)n);
+	}
+	if (list != buf)
+		free(list);
 }

@@ -530,3 +530,96 @@ def test_inode_numbers_unique_across_submounts(mounter, transport, fs, nested_tm
     assert os.stat(m.p("sub", "f1-link")).st_ino == os.stat(m.p("sub", "f1")).st_ino
     # Unmount the daemon before the tmpfs under it.
     m.unmount()
+
+
+# ---------------------------------------------------------------------------------------------
+# Smaller holes (ringfuse-passthrough)
+
+
+def set_nofile(pid, soft):
+    """Lower (or restore) a process's soft descriptor limit; returns the previous one."""
+    import resource
+    old, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+    return old
+
+
+@pytest.mark.filesystems("passthrough")
+def test_listing_survives_failing_lookups(mnt):
+    """readdirplus looks each name up; when that fails (here: the daemon is out of descriptors)
+    the name is still listed, without attributes, instead of the rest of the directory
+    vanishing."""
+    d = os.path.join(mnt.src, "many")
+    os.mkdir(d)
+    names = sorted("entry-%03d" % i for i in range(200))
+    for n in names:
+        make_file(os.path.join(d, n))
+    # One descriptor left: the opendir takes it, every lookup then fails with EMFILE.
+    os.stat(mnt.p("many"))
+    used = len(os.listdir("/proc/%d/fd" % mnt.pid))
+    old = set_nofile(mnt.pid, used + 1)
+    try:
+        got = rfutil.call_with_timeout(lambda: sorted(os.listdir(mnt.p("many"))), timeout=20)
+    finally:
+        set_nofile(mnt.pid, old)
+    assert got == names
+    mnt.allow_errors = True  # the daemon says it ran out of descriptors
+
+
+@pytest.mark.filesystems("passthrough")
+def test_unprivileged_daemon_refuses_no_default_permissions_for_others(transport, fs):
+    """Without the kernel's checks every user of an allow_other mount would act with the
+    daemon user's rights on SOURCE."""
+    mnt, src = rfutil.make_dir("mnt-"), rfutil.make_dir("src-")
+    os.chown(mnt, ATTACKER, ATTACKER_GID)
+    argv = ["setpriv", "--reuid=%d" % ATTACKER, "--regid=%d" % ATTACKER_GID,
+            "--clear-groups"] + rfutil.daemon_argv(
+        fs, mnt, transport, opts=("allow_other", "no_default_permissions"), src=src)
+    out = rfutil.expect_start_failure(argv, mnt + ".log", mnt)
+    assert "no_default_permissions" in out and "refused" in out, out
+
+
+@pytest.mark.filesystems("passthrough")
+def test_mountpoint_after_double_dash_is_checked(transport, fs):
+    """The mountpoint is the one the library mounts, "--" and all: a mountpoint inside SOURCE
+    named like an option is refused like any other."""
+    src = rfutil.make_dir("src-")
+    os.mkdir(os.path.join(src, "-mnt"))
+    argv = ["sh", "-c", 'cd "$0" && exec "$@"', src, rfutil.fs_binary(fs), "-f", "-o",
+            "transport=%s,allow_other" % transport, "--", ".", "-mnt"]
+    out = rfutil.expect_start_failure(argv, src + ".log", os.path.join(src, "-mnt"))
+    assert "inside the source" in out, out
+
+
+@pytest.fixture
+def tmpfs_src():
+    d = rfutil.make_dir("tmpfs-")
+    subprocess.check_call(["mount", "-t", "tmpfs", "-o", "size=16m,mode=0755", "tmpfs", d])
+    try:
+        yield d
+    finally:
+        if rfutil.umount(d).returncode != 0:
+            rfutil.umount(d, lazy=True)
+
+
+@pytest.mark.filesystems("passthrough")
+def test_xattr_size_probes_never_fail_with_erange(mounter, transport, fs, tmpfs_src):
+    """A list of names or a value larger than the reply area: the size probe gives the size,
+    never ERANGE (getfattr would probe again forever), and the read says E2BIG."""
+    m = mounter(transport, fs, opts=("max_write=4096",), src=tmpfs_src)
+    path = os.path.join(tmpfs_src, "f")
+    make_file(path, b"x", 0o644)
+    names = ["user.%s%03d" % ("n" * 200, i) for i in range(60)]
+    for n in names:
+        os.setxattr(path, n, b"v")
+    os.setxattr(path, "user.big", b"b" * 20000)
+    want = sum(len(n) + 1 for n in names) + len("user.big") + 1
+    for who in (os.getuid(), ATTACKER):
+        got = run_as(who, who, rfutil.listxattr_raw, m.p("f"), 0)
+        assert got == want, who
+        # Whether the list fits the reply area depends on the transport: it comes whole, or
+        # not at all (E2BIG), never "too small, ask again" (ERANGE).
+        assert errno_of(run_as, who, who, rfutil.listxattr_raw, m.p("f"), want) in (
+            0, errno.E2BIG), who
+    assert rfutil.getxattr_raw(m.p("f"), "user.big", 0) == 20000
+    assert errno_of(rfutil.getxattr_raw, m.p("f"), "user.big", 20000) in (0, errno.E2BIG)
