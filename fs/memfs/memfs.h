@@ -300,7 +300,8 @@ int64_t file_seek_hole(const struct node *n, uint64_t off);
 
 /* ---- dir.c (the table functions: dir->lock held) ---- */
 uint64_t name_hash(const char *s, size_t len);
-struct dent *dent_alloc(const char *name, size_t len, uint64_t hash);
+struct dent *dent_alloc(const char *name, size_t len, uint64_t hash, int *err);
+void dent_free(struct dent *e); /* NULL is fine */
 struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t hash);
 int dir_reserve(struct dir *d);
 void dir_insert(struct dir *d, struct dent *e);
@@ -356,6 +357,7 @@ void mfs_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in, struct rf_fil
 void mfs_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_file_info *fi);
 
 /* ---- xattr.c ---- */
+void xattr_free(struct xattr *x); /* gives its cost back to the capacity */
 void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, size_t size,
 		  int flags);
 void mfs_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size);

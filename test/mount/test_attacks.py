@@ -623,3 +623,146 @@ def test_xattr_size_probes_never_fail_with_erange(mounter, transport, fs, tmpfs_
             0, errno.E2BIG), who
     assert rfutil.getxattr_raw(m.p("f"), "user.big", 0) == 20000
     assert errno_of(rfutil.getxattr_raw, m.p("f"), "user.big", 20000) in (0, errno.E2BIG)
+
+
+# ---------------------------------------------------------------------------------------------
+# memfs: everything a user can make it store counts against size= (ENOSPC, not the daemon's
+# memory); utimensat's rules hold when memfs checks permissions itself with the writeback
+# cache; removing and renaming fail with the errors Linux gives, in the order it checks them.
+
+SMALL = 1024 * 1024  # size= of the memfs mounts below
+
+
+def store_until_full(fn, limit):
+    """Call fn(i) until it fails with ENOSPC; returns how many calls succeeded (or limit)."""
+    for i in range(limit):
+        try:
+            fn(i)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC, e
+            return i
+    return limit
+
+
+def fill_with_xattrs(path):
+    value = b"v" * 60000
+    return store_until_full(lambda i: os.setxattr(path, "user.x%05d" % i, value), 200)
+
+
+def fill_with_links(path):
+    d = os.path.dirname(path)
+    return store_until_full(
+        lambda i: os.link(path, os.path.join(d, "%05d" % i + "l" * 250)), 20000)
+
+
+def fill_with_symlinks(d):
+    target = "t" * 4000
+    return store_until_full(lambda i: os.symlink(target, os.path.join(d, "s%05d" % i)), 2000)
+
+
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("size=1m")
+@pytest.mark.parametrize("what", ["xattrs", "links", "symlinks"])
+def test_metadata_counts_against_size(mnt, what):
+    pub = public_dir(mnt.path)
+    f = os.path.join(pub, "f")
+    as_attacker(make_file, f, b"")
+    if what == "xattrs":
+        n = as_attacker(fill_with_xattrs, f, timeout=120)
+        stored = n * 60000
+    elif what == "links":
+        n = as_attacker(fill_with_links, f, timeout=120)
+        stored = n * 255
+    else:
+        n = as_attacker(fill_with_symlinks, pub, timeout=120)
+        stored = n * 4000
+    assert stored <= SMALL, "%s: %d bytes stored in a %d-byte memfs without ENOSPC" % (
+        what, stored, SMALL)
+    st = os.statvfs(mnt.path)
+    assert st.f_bfree < st.f_blocks // 10, "statfs does not show the space as used"
+    # What is freed comes back.
+    for name in os.listdir(pub):
+        if name != "f":
+            os.unlink(os.path.join(pub, name))
+    for name in os.listxattr(f):
+        os.removexattr(f, name)
+    assert os.statvfs(mnt.path).f_bfree > os.statvfs(mnt.path).f_blocks * 9 // 10
+
+
+def set_times(path, atime, mtime):
+    os.utime(path, ns=(atime, mtime))
+
+
+def touch(path):
+    os.utime(path, None)
+
+
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("no_default_permissions", "writeback")
+def test_utimensat_rules_with_writeback_and_own_checks(mnt):
+    pub = public_dir(mnt.path)
+    for name, mode in (("ro", 0o644), ("rw", 0o666)):
+        make_file(os.path.join(pub, name), b"x")
+        os.chmod(os.path.join(pub, name), mode)
+    old = 1_000_000_000 * 10**9
+    # Not the owner, not a writer: no times at all.
+    assert errno_of(as_attacker, set_times, os.path.join(pub, "ro"), old, old) == errno.EPERM
+    assert errno_of(as_attacker, touch, os.path.join(pub, "ro")) == errno.EACCES
+    # A writer may touch, not set arbitrary times.
+    assert errno_of(as_attacker, set_times, os.path.join(pub, "rw"), old, old) == errno.EPERM
+    assert errno_of(as_attacker, touch, os.path.join(pub, "rw")) == 0
+    assert os.stat(os.path.join(pub, "ro")).st_mtime_ns != old
+    assert os.stat(os.path.join(pub, "rw")).st_mtime_ns != old
+
+
+def remove_and_rename_errors(top):
+    """Errors of rmdir and rename by an unprivileged user on a prepared tree. (Removing or
+    renaming over an object of the wrong type fails in the kernel, which knows the types,
+    before the filesystem is asked.)"""
+    j = lambda *n: os.path.join(top, *n)  # noqa: E731
+    ops = {
+        "rmdir nonempty in closed dir": (os.rmdir, j("closed", "full")),
+        "rmdir nonempty in sticky dir": (os.rmdir, j("sticky", "full")),
+        "rename over nonempty in closed dir": (os.rename, j("open", "empty"), j("closed", "full")),
+        "rename out of closed dir": (os.rename, j("closed", "file"), j("open", "x")),
+        "rename over nonempty in sticky dir": (os.rename, j("open", "empty"), j("sticky", "full")),
+        "rename nonempty over nonempty": (os.rename, j("open", "full2"), j("open", "full3")),
+    }
+    out = {}
+    for name, (fn, *args) in ops.items():
+        try:
+            fn(*args)
+            out[name] = "ok"
+        except OSError as e:
+            out[name] = errno.errorcode[e.errno]
+    return out
+
+
+def build_tree(top):
+    j = lambda *n: os.path.join(top, *n)  # noqa: E731
+    for d, mode in (("closed", 0o755), ("sticky", 0o1777), ("open", 0o777)):
+        os.mkdir(j(d))
+        os.chmod(j(d), mode)
+    for d in ("closed", "sticky"):
+        os.mkdir(j(d, "full"))
+        make_file(j(d, "full", "x"))
+        make_file(j(d, "file"))
+    for d in ("full2", "full3"):
+        os.mkdir(j("open", d))
+        make_file(j("open", d, "x"))
+        os.chown(j("open", d), ATTACKER, ATTACKER_GID)
+    os.mkdir(j("open", "empty"))
+    make_file(j("open", "afile"))
+    for p in (j("open", "empty"), j("open", "afile")):
+        os.chown(p, ATTACKER, ATTACKER_GID)
+
+
+@pytest.mark.filesystems("memfs")
+@pytest.mark.mount_opts("no_default_permissions")
+def test_remove_and_rename_fail_as_on_linux(mnt):
+    ref = local_dir("errors-ref")
+    build_tree(ref)
+    build_tree(mnt.path)
+    want = as_attacker(remove_and_rename_errors, ref)
+    got = as_attacker(remove_and_rename_errors, mnt.path)
+    assert got == want
