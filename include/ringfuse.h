@@ -473,7 +473,8 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   prog [options] [source] mountpoint
  *   -f foreground, -d debug trace (implies -f), -s single-threaded (no extra dev/uring-rw
  *   workers), -h/--help, -V/--version, -- (end of options),
- *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
+ *   -o opt[,opt...]: allow_other, auto_unmount, default_permissions (default),
+ *      no_default_permissions, ro,
  *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec, noatime,
  *      atime, nodiratime, sync, async, dirsync, fsname=, subtype=, max_write=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,

@@ -138,9 +138,9 @@ static int mount_with_fusermount(rf_session *se)
 	if (common_opts(se, common, sizeof(common)))
 		return -EINVAL;
 	flag_words(se, flags, sizeof(flags));
-	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s%s", fs_name(se),
+	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s%s%s", fs_name(se),
 		     se->opts.subtype ? ",subtype=" : "", se->opts.subtype ? se->opts.subtype : "",
-		     common, flags);
+		     common, flags, se->opts.auto_unmount ? ",auto_unmount" : "");
 	if (n < 0 || (size_t)n >= sizeof(opts))
 		return -E2BIG;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -164,6 +164,16 @@ static int mount_with_fusermount(rf_session *se)
 	}
 	close(sv[0]);
 	fd = receive_fd(sv[1]);
+	if (fd >= 0 && se->opts.auto_unmount) {
+		/* fusermount3 stays and watches its end of the socket: it unmounts when the socket
+		 * closes, that is when this process (or the daemon it forks) is gone. */
+		se->fusermount_watches = true;
+		se->fusermount_sock = sv[1];
+		se->fusermount_pid = pid;
+		se->fd = fd;
+		se->nonroot_mount = true;
+		return 0;
+	}
 	close(sv[1]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -209,7 +219,8 @@ int rf_mount(rf_session *se)
 {
 	int ret;
 
-	if (geteuid() == 0)
+	/* auto_unmount needs fusermount3 to watch the daemon, also for root. */
+	if (geteuid() == 0 && !se->opts.auto_unmount)
 		ret = mount_as_root(se);
 	else
 		ret = mount_with_fusermount(se);
@@ -274,6 +285,16 @@ void rf_unmount(rf_session *se)
 		int status;
 
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (se->fusermount_watches) {
+		int status;
+
+		/* The watcher finds nothing left to unmount and exits (not our child any more
+		 * once the daemon detached: ECHILD). */
+		se->fusermount_watches = false;
+		close(se->fusermount_sock);
+		while (waitpid(se->fusermount_pid, &status, 0) < 0 && errno == EINTR)
 			;
 	}
 }
