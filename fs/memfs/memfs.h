@@ -375,7 +375,6 @@ struct memfs_opts {
 	uint64_t delay_us;  /* hold deferred requests this long first */
 	char *delay_ops;    /* which ones (':'-separated op names), NULL: the default */
 };
-bool want_own_perm_checks(int argc, char *argv[]);
 bool want_defer(int argc, char *argv[]);
 bool asked_for_help(int argc, char *argv[]);
 void print_help(void);

@@ -5,26 +5,19 @@
  * no_default_permissions.
  */
 #include "memfs.h"
+#include "../common/caller.h"
 
+/* Supplementary groups only when /proc shows the request's own ids (fs/common/caller.c). */
 bool in_group(rf_req *req, gid_t gid)
 {
 	const struct rf_ctx *ctx = rf_req_ctx(req);
-	gid_t small[64], *list = small;
-	int n, size = 64;
+	gid_t small[64], *list;
+	int n;
 	bool found = false;
 
 	if (ctx->gid == gid)
 		return true;
-	n = rf_req_getgroups(req, size, list);
-	if (n > size) {
-		size = n;
-		list = malloc(sizeof(*list) * (size_t)size);
-		if (!list)
-			return false;
-		n = rf_req_getgroups(req, size, list);
-		if (n > size)
-			n = size;
-	}
+	n = caller_groups(ctx, small, 64, &list);
 	for (int i = 0; i < n; i++) {
 		if (list[i] == gid) {
 			found = true;
