@@ -47,6 +47,7 @@ fi
 if [ -z "${RINGFUSE_SKIP_I386:-}" ]; then
 	if { [ -f build-i386/build.ninja ] ||
 		meson setup build-i386 --cross-file scripts/cross-i386.ini >/dev/null; } &&
+		ninja -C build-i386 build.ninja >/dev/null &&
 		objs=$(ninja -C build-i386 -t targets all | grep -o '^[^:]*\.c\.o') &&
 		ninja -C build-i386 $objs >"$results/i386.log" 2>&1; then
 		echo "ringfuse: i386 compile check passed ($(echo "$objs" | wc -l) files)"
