@@ -490,7 +490,8 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   prog [options] [source] mountpoint
  *   -f foreground, -d debug trace (implies -f), -s single-threaded (no extra dev/uring-rw
  *   workers), -h/--help, -V/--version, -- (end of options),
- *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
+ *   -o opt[,opt...]: allow_other, auto_unmount, default_permissions (default),
+ *      no_default_permissions, ro,
  *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec,
  *      relatime (default), noatime, strictatime, atime, nodiratime, diratime, lazytime,
  *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N, max_read=N,
@@ -516,6 +517,8 @@ const char *rf_session_source(const rf_session *se);
 const char *rf_session_mountpoint(const rf_session *se);
 /* Non-zero when the kernel checks permissions (default_permissions, the default). */
 int rf_session_default_permissions(const rf_session *se);
+/* Non-zero when users other than the one who mounted may use the mount (allow_other). */
+int rf_session_allow_other(const rf_session *se);
 /* The value of a -o key=value option the library did not consume, or NULL. "key" alone
  * yields "". Lets filesystems take their own options; ask before rf_session_run(), which
  * refuses options nobody asked for. The value is copied into a per-thread buffer (at most 255

@@ -33,6 +33,7 @@ static void print_help(const char *prog)
 	       "    -o opt[,opt...]        mount and session options:\n"
 	       "\n"
 	       "    allow_other            let other users access the mount\n"
+	       "    auto_unmount           unmount when the daemon dies (through fusermount3)\n"
 	       "    default_permissions    kernel checks permissions (the default)\n"
 	       "    no_default_permissions leave permission checks to the filesystem\n"
 	       "    ro, rw                 read-only / read-write mount\n"
@@ -216,6 +217,8 @@ static int parse_one(struct rf_opts *o, char *opt)
 		o->debug = o->foreground = true;
 	else if (!strcmp(opt, "stats"))
 		o->stats = true;
+	else if (!strcmp(opt, "auto_unmount"))
+		o->auto_unmount = true;
 	else if (!strcmp(opt, "fsname"))
 		ret = set_string(&o->fsname, opt, val);
 	else if (!strcmp(opt, "subtype"))

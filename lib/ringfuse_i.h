@@ -110,6 +110,7 @@ struct rf_opts {
 	bool uring_pin;
 	bool uring_spread;	  /* a pinned queue under load may run on every CPU */
 	bool uring_defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN on queue rings */
+	bool auto_unmount;	  /* fusermount3 unmounts when the daemon dies */
 	char *fsname, *subtype;
 	uint32_t max_write;	 /* 0: library default */
 	uint32_t max_background; /* 0: sized from queues x depth */
@@ -146,6 +147,9 @@ struct rf_session {
 	int fd; /* the session's /dev/fuse fd, -1 before mount */
 	bool mounted;
 	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
+	bool fusermount_watches; /* auto_unmount: a fusermount3 holds the other end of: */
+	int fusermount_sock;	 /* a socket kept open while we live; it unmounts at EOF */
+	pid_t fusermount_pid;
 	char mount_dev[64]; /* "major:minor" of our mount, to recognise it in mountinfo */
 	_Atomic unsigned int mount_flags; /* RF_MOUNT_* of our mount, following remounts */
 	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */

@@ -66,6 +66,11 @@ int rf_session_default_permissions(const rf_session *se)
 	return se->opts.default_permissions;
 }
 
+int rf_session_allow_other(const rf_session *se)
+{
+	return se->opts.allow_other;
+}
+
 const char *rf_session_transport(const rf_session *se)
 {
 	return se->tp ? se->tp->name : "none";

@@ -42,4 +42,18 @@ if [ -z "${RINGFUSE_SKIP_TSAN:-}" ]; then
 		failed_steps=$((failed_steps + 1))
 	fi
 fi
+# i386: compile every source file for 32-bit x86 (credential calls with 32-bit ids, 64-bit
+# offsets). Compile only: Debian has no i386 liburing to link against without multiarch.
+if [ -z "${RINGFUSE_SKIP_I386:-}" ]; then
+	if { [ -f build-i386/build.ninja ] ||
+		meson setup build-i386 --cross-file scripts/cross-i386.ini >/dev/null; } &&
+		ninja -C build-i386 build.ninja >/dev/null &&
+		objs=$(ninja -C build-i386 -t targets all | grep -o '^[^:]*\.c\.o') &&
+		ninja -C build-i386 $objs >"$results/i386.log" 2>&1; then
+		echo "ringfuse: i386 compile check passed ($(echo "$objs" | wc -l) files)"
+	else
+		echo "ringfuse: i386 compile check failed (build-results/i386.log)"
+		failed_steps=$((failed_steps + 1))
+	fi
+fi
 /usr/bin/python3 scripts/count_results.py "$results" "$failed_steps"

@@ -15,7 +15,6 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "memfs: out of memory\n");
 		return 1;
 	}
-	fs.perm_check = want_own_perm_checks(argc, argv);
 	if (want_defer(argc, argv))
 		defer_wrap(&ops);
 	se = rf_session_new(argc, argv, &ops, sizeof(ops), &fs);
@@ -27,6 +26,9 @@ int main(int argc, char *argv[])
 		fs_teardown();
 		return usage_error ? 1 : 0;
 	}
+	/* Whether the kernel checks permissions decides whether we must: the library's word on
+	 * it, as it parsed the command line ("--" and all). */
+	fs.perm_check = !rf_session_default_permissions(se);
 	if (read_opts(se, &o) < 0 || root_create() < 0)
 		goto out;
 	if (defer_configure(o.defer, o.delay_us, o.delay_ops) < 0) {

@@ -262,7 +262,8 @@ int perm_vals(rf_req *req, mode_t type, mode_t mode, uid_t uid, gid_t gid, int m
 int perm_locked(rf_req *req, const struct node *n, int mask); /* n->lock held */
 int perm_node(rf_req *req, struct node *n, int mask);
 bool sticky_ok(rf_req *req, mode_t dir_mode, uid_t dir_uid, uid_t victim_uid);
-void kill_suidgid(struct node *n, const struct timespec *now); /* n->lock held for writing */
+/* n->lock held for writing */
+void kill_suidgid(rf_req *req, struct node *n, const struct timespec *now);
 
 /* ---- inode.c ---- */
 struct node *node_get(uint64_t ino); /* pinned, or NULL */
@@ -299,7 +300,8 @@ int64_t file_seek_hole(const struct node *n, uint64_t off);
 
 /* ---- dir.c (the table functions: dir->lock held) ---- */
 uint64_t name_hash(const char *s, size_t len);
-struct dent *dent_alloc(const char *name, size_t len, uint64_t hash);
+struct dent *dent_alloc(const char *name, size_t len, uint64_t hash, int *err);
+void dent_free(struct dent *e); /* NULL is fine */
 struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t hash);
 int dir_reserve(struct dir *d);
 void dir_insert(struct dir *d, struct dent *e);
@@ -355,6 +357,7 @@ void mfs_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in, struct rf_fil
 void mfs_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_file_info *fi);
 
 /* ---- xattr.c ---- */
+void xattr_free(struct xattr *x); /* gives its cost back to the capacity */
 void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, size_t size,
 		  int flags);
 void mfs_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size);
@@ -372,7 +375,6 @@ struct memfs_opts {
 	uint64_t delay_us;  /* hold deferred requests this long first */
 	char *delay_ops;    /* which ones (':'-separated op names), NULL: the default */
 };
-bool want_own_perm_checks(int argc, char *argv[]);
 bool want_defer(int argc, char *argv[]);
 bool asked_for_help(int argc, char *argv[]);
 void print_help(void);

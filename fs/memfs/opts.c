@@ -41,36 +41,6 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* The library consumes default_permissions itself; whether the kernel checks permissions
- * decides whether we must, so look at the command line for the last word on it. */
-bool want_own_perm_checks(int argc, char *argv[])
-{
-	bool own = false;
-
-	for (int i = 1; i < argc; i++) {
-		const char *list;
-
-		if (!strcmp(argv[i], "-o") && i + 1 < argc)
-			list = argv[++i];
-		else if (!strncmp(argv[i], "-o", 2))
-			list = argv[i] + 2;
-		else
-			continue;
-		for (const char *p = list; *p;) {
-			size_t len = strcspn(p, ",");
-
-			if (len == 22 && !strncmp(p, "no_default_permissions", len))
-				own = true;
-			else if (len == 19 && !strncmp(p, "default_permissions", len))
-				own = false;
-			p += len;
-			if (*p == ',')
-				p++;
-		}
-	}
-	return own;
-}
-
 /* Whether -o defer=N with N > 0 was given: the operations table handed to the session
  * depends on it, so it is needed before the session exists. The last one counts. */
 bool want_defer(int argc, char *argv[])
