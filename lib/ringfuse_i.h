@@ -154,6 +154,7 @@ struct rf_session {
 	_Atomic unsigned int mount_flags; /* RF_MOUNT_* of our mount, following remounts */
 	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */
 	bool watching;
+	bool watch_wanted; /* rf_session_run() follows the mount table once INIT is answered */
 	int watch_wake; /* eventfd that ends the watch */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */

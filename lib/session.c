@@ -174,6 +174,10 @@ void rf_session_init_done(rf_session *se)
 	int ret;
 
 	atomic_store(&se->initialized, true);
+	/* Started after init, like the transport's threads: it inherits what init set up for the
+	 * process's threads (e.g. capabilities a filesystem dropped). */
+	if (se->watch_wanted)
+		rf_mount_watch_start(se);
 	if (!se->tp || se->tp->start == NULL)
 		return;
 	rf_log(RF_LOG_INFO, "ringfuse: transport %s", se->tp->name);
@@ -377,7 +381,7 @@ int rf_session_run(rf_session *se)
 		daemonize(se);
 	se->main_thread = pthread_self();
 	install_signals(se);
-	rf_mount_watch_start(se);
+	se->watch_wanted = true;
 
 	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats);
 	if (ret < 0 && !se->exit_status)
