@@ -576,9 +576,10 @@ static int feed_ext(rf_session *s, enum layout lay, uint32_t opcode, uint64_t no
 	if (lay == SPLIT)
 		return rf_mem_feed_split(s, &ih, op, oplen, pl, pllen, &R);
 	memcpy(msgbuf, &ih, sizeof(ih));
-	if (oplen)
+	/* Both tested: with one alone gcc -O3 sees a path with a NULL source (-Wnonnull). */
+	if (oplen && op)
 		memcpy(msgbuf + sizeof(ih), op, oplen);
-	if (pllen)
+	if (pllen && pl)
 		memcpy(msgbuf + sizeof(ih) + oplen, pl, pllen);
 	return rf_mem_feed_msg(s, msgbuf, ih.len, &R);
 }
