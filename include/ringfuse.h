@@ -351,7 +351,9 @@ int rf_req_getgroups(const rf_req *req, int size, gid_t list[]);
 /* err: a positive errno, or 0 for success without data. Out of range (negative or > 511)
  * is answered EIO with a warning. */
 int rf_reply_err(rf_req *req, int err);
-/* Finish a request that takes no reply: forget only. */
+/* Finish a request that takes no reply: forget only. On a request that takes a reply it is
+ * refused (a warning, logged once) and the request is answered EIO instead, so its caller
+ * does not wait for an answer that would never come. */
 void rf_reply_none(rf_req *req);
 /* Answer lookup/mknod/mkdir/symlink/link with e (see struct rf_entry_param). */
 int rf_reply_entry(rf_req *req, const struct rf_entry_param *e);

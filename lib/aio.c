@@ -163,7 +163,18 @@ int rf_io_openat(rf_req *req, int dirfd, const char *path, int flags, mode_t mod
 
 /* ---- whole-request helpers ----
  * Progress (done/want) lives in req->io and survives rf_io_* calls; it is set before each
- * continuation is submitted because a synchronous completion re-enters the step at once. */
+ * continuation is submitted because a synchronous completion re-enters the step at once.
+ * EAGAIN and EINTR are retried, but only so many times in a row: a non-blocking descriptor
+ * with nothing to give would otherwise spin (and recurse, when the retries run synchronously). */
+#define RF_IO_AGAIN_MAX 16
+
+/* True when res is a transient failure worth another try (counted in req->io.again). */
+static bool retry_again(rf_req *req, int res)
+{
+	if (res != -EAGAIN && res != -EINTR)
+		return false;
+	return ++req->io.again <= RF_IO_AGAIN_MAX;
+}
 
 static void reply_read_step(rf_req *req, int res, void *arg)
 {
@@ -171,7 +182,7 @@ static void reply_read_step(rf_req *req, int res, void *arg)
 	size_t done = req->io.done;
 	off_t next = req->io.off;
 
-	if (res == -EAGAIN || res == -EINTR) {
+	if (retry_again(req, res)) {
 		res = 0;
 	} else if (res < 0) {
 		if (done)
@@ -182,6 +193,8 @@ static void reply_read_step(rf_req *req, int res, void *arg)
 	} else if (res == 0) { /* EOF */
 		rf_reply_data(req, done);
 		return;
+	} else {
+		req->io.again = 0;
 	}
 	done += (size_t)res;
 	next += res;
@@ -210,6 +223,7 @@ int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off)
 		return rf_reply_data(req, 0);
 	req->io.done = 0;
 	req->io.want = size;
+	req->io.again = 0;
 	ret = rf_io_read(req, fd, buf, size, off, reply_read_step, buf);
 	if (ret)
 		return rf_reply_err(req, -ret);
@@ -222,7 +236,7 @@ static void reply_write_step(rf_req *req, int res, void *arg)
 	size_t done = req->io.done;
 	off_t next = req->io.off;
 
-	if (res == -EAGAIN || res == -EINTR) {
+	if (retry_again(req, res)) {
 		res = 0;
 	} else if (res < 0) {
 		if (done)
@@ -236,6 +250,8 @@ static void reply_write_step(rf_req *req, int res, void *arg)
 		else
 			rf_reply_err(req, ENOSPC);
 		return;
+	} else {
+		req->io.again = 0;
 	}
 	done += (size_t)res;
 	next += res;
@@ -257,6 +273,7 @@ int rf_io_reply_write(rf_req *req, int fd, const void *buf, size_t size, off_t o
 		return rf_reply_write(req, 0);
 	req->io.done = 0;
 	req->io.want = size;
+	req->io.again = 0;
 	ret = rf_io_write(req, fd, buf, size, off, reply_write_step, (void *)buf);
 	if (ret)
 		return rf_reply_err(req, -ret);

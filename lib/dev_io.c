@@ -152,7 +152,10 @@ static struct dev_slot *slot_new(struct dev_loop *l)
 	s->req.stats = l->stats;
 	s->req.out = (char *)(s->oh + 1);
 	s->req.out_cap = l->out_cap;
-	rf_session_register_reqs(se, &s->req, 1, sizeof(*s));
+	if (rf_session_register_reqs(se, &s->req, 1, sizeof(*s)) < 0) {
+		slot_free(s, se->dev_bufsize, out_size);
+		return NULL;
+	}
 	return s;
 }
 

@@ -158,7 +158,7 @@ static void refuse(struct msg *m, int err)
 		rf_log(RF_LOG_DEBUG, "ringfuse: <- %s #%" PRIu64 " node %" PRIu64 " refused: %s",
 		       rf_opcode_name(m->ih.opcode), m->ih.unique, m->ih.nodeid, strerror(err));
 	if (no_reply_op(m->ih.opcode))
-		rf_reply_none(m->req);
+		rf_req_drop(m->req);
 	else
 		rf_reply_err(m->req, err);
 }
@@ -966,7 +966,7 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 		/* Without a whole unique there is nobody to answer: only drop the slot. */
 		if (len < offsetof(struct fuse_in_header, unique) + sizeof(m.ih.unique)) {
 			rf_stat_add(req->stats->bad_requests, 1);
-			rf_reply_none(req);
+			rf_req_drop(req);
 			return;
 		}
 		refuse(&m, EIO);

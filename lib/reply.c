@@ -203,7 +203,7 @@ static bool fits(rf_req *req, size_t len)
 	return false;
 }
 
-void rf_reply_none(rf_req *req)
+void rf_req_drop(rf_req *req)
 {
 	rf_session *se = req->se;
 
@@ -212,6 +212,24 @@ void rf_reply_none(rf_req *req)
 	if (se && se->opts.debug)
 		rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " (no reply)", req->unique);
 	req->rops->drop(req);
+}
+
+void rf_reply_none(rf_req *req)
+{
+	/* The kernel waits for an answer to everything else: dropping it would hang the caller
+	 * (on /dev/fuse) or hand the kernel an empty success it did not ask for (io-uring). */
+	if (!no_reply_op(req->opcode)) {
+		if (!claim(req))
+			return;
+		rf_log_once(RF_LOG_WARN,
+			    "ringfuse: rf_reply_none() on a %s request, which takes a reply; "
+			    "answering EIO",
+			    rf_opcode_name(req->opcode));
+		misuse();
+		send_claimed(req, -EIO, 0);
+		return;
+	}
+	rf_req_drop(req);
 }
 
 int rf_reply_err(rf_req *req, int err)

@@ -21,7 +21,9 @@
 
 #define RF_MAX_QUEUES	     256
 #define RF_DEFAULT_MAX_WRITE (1024 * 1024)
-#define RF_PAGE_SIZE	     4096
+/* The system's page size (sysconf, read once): the kernel sizes requests in its pages. */
+size_t rf_page_size(void);
+#define RF_PAGE_SIZE rf_page_size()
 
 /* How a request's reply leaves the process; one table per transport channel. */
 struct rf_reply_ops {
@@ -58,6 +60,7 @@ struct rf_io {
 	/* whole-request helpers keep their progress here */
 	size_t done;
 	size_t want;
+	unsigned int again; /* EAGAIN/EINTR results in a row, bounded */
 };
 
 /* Life of a request object. Transitions are atomic: a second reply loses the race. */
@@ -163,8 +166,8 @@ struct rf_session {
 	struct rf_queue_stats *qstats[RF_MAX_QUEUES];
 	unsigned int nqueues;
 	struct rf_queue_stats *retired; /* counters of queues whose threads have ended */
-	struct rf_req_table tables[1024];
-	unsigned int ntables;
+	struct rf_req_table *tables; /* grown as needed: transports add entries at run time */
+	size_t ntables, tables_cap;
 };
 
 /* ---- dispatch.c: the single entry point from transports into the filesystem ---- */
@@ -194,6 +197,8 @@ void rf_session_init_done(rf_session *se);
 /* ---- reply.c ---- */
 /* Common tail of every reply: state check, stats, trace, then req->rops->send(). */
 int rf_reply_finish(rf_req *req, int error, size_t len);
+/* Finish a request without an answer (opcodes that take none, messages too short to answer). */
+void rf_req_drop(rf_req *req);
 /* Prepare a request object for a new message (state FREE -> ACTIVE). */
 void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
 
@@ -204,10 +209,15 @@ int rf_io_run_sync(struct rf_io *io);
 void rf_io_complete(rf_req *req, int res);
 
 /* ---- session.c ---- */
+/* What every session has, mounted or in memory: set up after calloc, freed before free. */
+void rf_session_init_core(rf_session *se);
+void rf_session_free_core(rf_session *se);
 void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st);
 /* A queue's thread is about to free its counters: keep a copy readable by the session. */
 void rf_session_retire_queue(rf_session *se, unsigned int idx);
-void rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride);
+/* Let the interrupt scanner see count request objects, stride bytes apart, from first on. Any
+ * number of tables, at any time; returns 0 or -ENOMEM. */
+int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride);
 void rf_session_unregister_reqs(rf_session *se, rf_req *first);
 /* Mark the request with this unique as interrupted; returns it or NULL. */
 rf_req *rf_session_find_req(rf_session *se, uint64_t unique);
@@ -265,6 +275,11 @@ struct rf_probe {
 	char kernel[64];
 };
 void rf_probe_run(struct rf_probe *p);
+/* CPUs in a kernel CPU list such as "0-3,8-11" (8), or 0 if it does not parse. */
+unsigned int rf_cpu_list_count(const char *list);
+/* Possible CPUs as the kernel counts them (num_possible_cpus(): the CPUs in
+ * /sys/devices/system/cpu/possible, not the highest id + 1): its number of io-uring queues. */
+unsigned int rf_possible_cpus(void);
 /* 0 if io_uring can carry FUSE here; else -errno and a one-line reason in why. */
 int rf_probe_uring_usable(const struct rf_probe *p, char *why, size_t whylen);
 /* Try to set enable_uring=Y (root only); returns 0 or -errno. */

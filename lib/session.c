@@ -23,6 +23,19 @@
 static rf_session *signal_session;
 static volatile sig_atomic_t stats_requested;
 
+void rf_session_init_core(rf_session *se)
+{
+	se->fd = -1;
+	pthread_mutex_init(&se->lock, NULL);
+}
+
+void rf_session_free_core(rf_session *se)
+{
+	free(se->retired);
+	free(se->tables);
+	pthread_mutex_destroy(&se->lock);
+}
+
 rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size,
 			   void *userdata)
 {
@@ -33,8 +46,7 @@ rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, siz
 		errno = ENOMEM;
 		return NULL;
 	}
-	se->fd = -1;
-	pthread_mutex_init(&se->lock, NULL);
+	rf_session_init_core(se);
 	if (ops_size > sizeof(se->ops)) {
 		rf_log(RF_LOG_WARN, "ringfuse: the filesystem's ops table is newer than this "
 				    "library; unknown operations are ignored");
@@ -109,21 +121,46 @@ void rf_session_retire_queue(rf_session *se, unsigned int idx)
 	pthread_mutex_unlock(&se->lock);
 }
 
-void rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
+size_t rf_page_size(void)
 {
+	static _Atomic size_t cached;
+	size_t sz = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (!sz) {
+		long v = sysconf(_SC_PAGESIZE);
+
+		sz = v > 0 ? (size_t)v : 4096;
+		atomic_store_explicit(&cached, sz, memory_order_relaxed);
+	}
+	return sz;
+}
+
+int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
+{
+	int ret = 0;
+
 	pthread_mutex_lock(&se->lock);
-	if (se->ntables < sizeof(se->tables) / sizeof(se->tables[0]))
+	if (se->ntables == se->tables_cap) {
+		size_t cap = se->tables_cap ? se->tables_cap * 2 : 64;
+		struct rf_req_table *t = realloc(se->tables, cap * sizeof(*t));
+
+		if (t) {
+			se->tables = t;
+			se->tables_cap = cap;
+		}
+	}
+	if (se->ntables < se->tables_cap)
 		se->tables[se->ntables++] = (struct rf_req_table){first, count, stride};
 	else
-		rf_log_once(RF_LOG_WARN, "ringfuse: too many request tables; interrupts for "
-					 "some requests will be ignored");
+		ret = -ENOMEM;
 	pthread_mutex_unlock(&se->lock);
+	return ret;
 }
 
 void rf_session_unregister_reqs(rf_session *se, rf_req *first)
 {
 	pthread_mutex_lock(&se->lock);
-	for (unsigned int i = 0; i < se->ntables; i++) {
+	for (size_t i = 0; i < se->ntables; i++) {
 		if (se->tables[i].first == first) {
 			se->tables[i] = se->tables[--se->ntables];
 			break;
@@ -138,7 +175,7 @@ rf_req *rf_session_find_req(rf_session *se, uint64_t unique)
 	rf_req *found = NULL;
 
 	pthread_mutex_lock(&se->lock);
-	for (unsigned int t = 0; t < se->ntables && !found; t++) {
+	for (size_t t = 0; t < se->ntables && !found; t++) {
 		const struct rf_req_table *tb = &se->tables[t];
 
 		for (size_t i = 0; i < tb->count; i++) {
@@ -404,11 +441,10 @@ void rf_session_destroy(rf_session *se)
 	if (se->fd >= 0)
 		close(se->fd);
 	rf_opts_free(&se->opts);
-	free(se->retired);
 	free(se->mountpoint);
 	free(se->source);
 	free(se->progname);
-	pthread_mutex_destroy(&se->lock);
+	rf_session_free_core(se);
 	free(se);
 }
 

@@ -72,4 +72,14 @@ unsigned int rf_mem_pending(rf_session *se);
 /* Size of the reply area for requests fed from now on (1 .. RF_MEM_BODY_MAX). */
 int rf_mem_set_out_cap(rf_session *se, size_t cap);
 
+/*
+ * Backend I/O (rf_io_*). By default it runs as plain system calls, as on the dev transport.
+ * Held: an operation is accepted as if queued on a ring and stays in flight until the test
+ * completes it with rf_mem_io_complete(), which runs its callback on the calling thread (the
+ * "queue thread" then); the operation itself is never performed.
+ */
+int rf_mem_set_io_held(rf_session *se, bool held);
+/* Complete the oldest held operation with res. Returns 0, or -ENOENT if none is held. */
+int rf_mem_io_complete(rf_session *se, int res);
+
 #endif /* RINGFUSE_TRANSPORT_MEM_H */

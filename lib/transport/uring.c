@@ -62,7 +62,6 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 /* Newer than some liburing headers; values are the kernel's. */
@@ -209,34 +208,6 @@ static inline uint32_t ud_index(uint64_t ud)
 static size_t round_up(size_t n, size_t to)
 {
 	return (n + to - 1) / to * to;
-}
-
-/* Highest possible CPU + 1: the kernel's queue count, and the valid range of qids. */
-static unsigned int possible_cpus(void)
-{
-	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
-	char line[256];
-	int n;
-
-	if (f) {
-		char *ok = fgets(line, sizeof(line), f);
-
-		fclose(f);
-		if (ok) {
-			/* "0-3,8-11": the number after the last separator is the highest id. */
-			char *last = line, *p;
-			unsigned long id;
-
-			for (p = line; *p; p++)
-				if (*p == '-' || *p == ',')
-					last = p + 1;
-			id = strtoul(last, &p, 10);
-			if (p != last && id < 65536)
-				return (unsigned int)id + 1;
-		}
-	}
-	n = get_nprocs_conf();
-	return n > 0 ? (unsigned int)n : 1;
 }
 
 /* What the kernel sizes the ring's payload by (fuse_uring_create()). */
@@ -876,7 +847,9 @@ static int queue_register_entries(struct uring_queue *q)
 {
 	int ret;
 
-	rf_session_register_reqs(q->se, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
+	ret = rf_session_register_reqs(q->se, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
+	if (ret)
+		return ret;
 	q->reqs_registered = true;
 	queue_arm_wake(q);
 	for (uint32_t i = 0; i < q->depth; i++)
@@ -1155,7 +1128,9 @@ static void log_started(const struct uring_tp *tp)
 
 static int uring_start(rf_session *se)
 {
-	unsigned int nq = possible_cpus();
+	/* The kernel's count (fuse_uring_create(): num_possible_cpus()), and it maps a caller on
+	 * CPU c to queue c. */
+	unsigned int nq = rf_possible_cpus();
 	bool kernel_refused = false;
 	struct uring_tp *tp;
 	int ret, err;

@@ -565,7 +565,9 @@ static int worker_setup(struct rw_worker *w)
 		ret = worker_ring_init(w);
 	if (ret)
 		return ret;
-	rf_session_register_reqs(w->se, &w->slots[0].req, w->nslots, sizeof(struct rw_slot));
+	ret = rf_session_register_reqs(w->se, &w->slots[0].req, w->nslots, sizeof(struct rw_slot));
+	if (ret)
+		return ret;
 	w->reqs_registered = true;
 	worker_arm_wake(w);
 	for (uint32_t i = 0; i < w->nslots; i++)

@@ -1,0 +1,298 @@
+/*
+ * The life of a request on the memory transport, where a test decides every timing: replies
+ * refused when they cannot be right (no reply where one is due, a reply while the request's
+ * backend I/O is in flight), the whole-request I/O helpers giving up on endless EAGAIN, the
+ * interrupt scanner finding requests in any number of request tables, and how the kernel's
+ * CPU lists are counted.
+ *
+ * Exit status 0 when every check passed, 1 otherwise; each check prints one line.
+ */
+#include "ringfuse_i.h"
+#include "transport/mem.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int checks, failures;
+
+#define CHECK(cond, ...)                                              \
+	do {                                                          \
+		checks++;                                             \
+		if (cond) {                                           \
+			printf("ok   - ");                            \
+		} else {                                              \
+			failures++;                                   \
+			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
+		}                                                     \
+		printf(__VA_ARGS__);                                  \
+		printf("\n");                                         \
+	} while (0)
+
+/* ---- a filesystem whose behaviour each test sets ---- */
+
+enum mode { M_NORMAL, M_NONE, M_IO_THEN_REPLY, M_READ_HELPER, M_HOLD };
+
+static enum mode mode;
+static rf_req *held; /* the request of the last call, whatever mode */
+static int reply_ret;	/* what the extra reply of M_IO_THEN_REPLY returned */
+static int io_ret;	/* what rf_io_read returned */
+static char iobuf[4096];
+
+static void io_done(rf_req *req, int res, void *arg)
+{
+	(void)arg;
+	rf_reply_buf(req, iobuf, res > 0 ? (size_t)res : 0);
+}
+
+static void fs_getattr(rf_req *req, rf_ino ino, struct rf_file_info *fi)
+{
+	struct stat st;
+
+	(void)fi;
+	held = req;
+	memset(&st, 0, sizeof(st));
+	st.st_ino = ino;
+	st.st_mode = S_IFREG | 0644;
+	st.st_nlink = 1;
+	switch (mode) {
+	case M_NONE:
+		rf_reply_none(req);
+		return;
+	case M_HOLD:
+		return;
+	default:
+		rf_reply_attr(req, &st, 1.0);
+		return;
+	}
+}
+
+static void fs_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_info *fi)
+{
+	(void)ino;
+	(void)fi;
+	held = req;
+	switch (mode) {
+	case M_IO_THEN_REPLY:
+		io_ret = rf_io_read(req, 0, iobuf, size, off, io_done, NULL);
+		/* The bug this guards against: answering while the operation is in flight. */
+		reply_ret = rf_reply_err(req, EIO);
+		return;
+	case M_READ_HELPER:
+		io_ret = rf_io_reply_read(req, 0, size, off);
+		return;
+	default:
+		rf_reply_buf(req, "data", 4);
+		return;
+	}
+}
+
+static const struct rf_ops fs_ops = {
+	.getattr = fs_getattr,
+	.read = fs_read,
+};
+
+/* ---- feeding ---- */
+
+static rf_session *se;
+static struct rf_mem_reply *R;
+static uint64_t next_unique = 2;
+static _Alignas(8) unsigned char msg[512];
+
+static int feed(uint32_t opcode, uint64_t nodeid, const void *arg, size_t arglen)
+{
+	struct fuse_in_header ih;
+
+	memset(&ih, 0, sizeof(ih));
+	ih.len = (uint32_t)(sizeof(ih) + arglen);
+	ih.opcode = opcode;
+	ih.unique = next_unique;
+	ih.nodeid = nodeid;
+	ih.pid = (uint32_t)getpid();
+	next_unique += 2;
+	memcpy(msg, &ih, sizeof(ih));
+	if (arglen)
+		memcpy(msg + sizeof(ih), arg, arglen);
+	return rf_mem_feed_msg(se, msg, ih.len, R);
+}
+
+static int feed_getattr(void)
+{
+	struct fuse_getattr_in gi = {0};
+
+	return feed(FUSE_GETATTR, 2, &gi, sizeof(gi));
+}
+
+static int feed_read(uint32_t size)
+{
+	struct fuse_read_in ri = {.fh = 1, .size = size};
+
+	return feed(FUSE_READ, 2, &ri, sizeof(ri));
+}
+
+static void quiet(enum rf_log_level level, const char *m, void *arg)
+{
+	(void)level;
+	(void)m;
+	(void)arg;
+}
+
+/* ---- the tests ---- */
+
+static void test_init(void)
+{
+	struct fuse_init_in init;
+	int ret;
+
+	memset(&init, 0, sizeof(init));
+	init.major = FUSE_KERNEL_VERSION;
+	init.minor = FUSE_KERNEL_MINOR_VERSION;
+	init.flags = FUSE_INIT_EXT | FUSE_ASYNC_READ;
+	ret = feed(FUSE_INIT, 0, &init, sizeof(init));
+	CHECK(ret == 1 && R->replied && R->error == 0, "INIT answered");
+}
+
+static void test_cpu_lists(void)
+{
+	CHECK(rf_cpu_list_count("0-3,8-11\n") == 8,
+	      "CPU list 0-3,8-11 counts 8 CPUs (num_possible_cpus), not the highest id + 1");
+	CHECK(rf_cpu_list_count("0") == 1 && rf_cpu_list_count("0-1") == 2 &&
+		      rf_cpu_list_count("0,2,4-5\n") == 4,
+	      "CPU lists: single CPUs, ranges and mixtures");
+	CHECK(rf_cpu_list_count("") == 0 && rf_cpu_list_count("x") == 0 &&
+		      rf_cpu_list_count("3-1") == 0 && rf_cpu_list_count("0-") == 0,
+	      "malformed CPU lists count 0 (the caller falls back)");
+	CHECK(rf_possible_cpus() >= 1, "possible CPUs of this machine: %u", rf_possible_cpus());
+}
+
+static void test_reply_none_refused(void)
+{
+	int ret;
+
+	mode = M_NONE;
+	ret = feed_getattr();
+	CHECK(ret == 1 && R->count == 1 && R->replied && R->error == -EIO,
+	      "rf_reply_none() on GETATTR is refused: the caller gets EIO, not silence (%s %d)",
+	      R->replied ? "replied" : R->dropped ? "dropped" : "nothing", R->error);
+	mode = M_NORMAL;
+}
+
+static void test_reply_during_io(void)
+{
+	int ret;
+
+	rf_mem_set_io_held(se, true);
+	mode = M_IO_THEN_REPLY;
+	memcpy(iobuf, "from the backend", 16);
+	ret = feed_read(16);
+	CHECK(ret == 0 && io_ret == 0 && R->count == 0,
+	      "a reply while the request's backend read is in flight is not sent (%d)", ret);
+	CHECK(reply_ret == -EBUSY, "that reply returns -EBUSY (%d)", reply_ret);
+	ret = rf_mem_io_complete(se, 16);
+	CHECK(ret == 0 && rf_mem_pending(se) == 0, "the read completes and its callback answers");
+	{
+		struct rf_mem_reply *last = malloc(sizeof(*last));
+
+		CHECK(last && rf_mem_last_reply(se, last) == 0 && last->error == 0 &&
+			      last->len == 16 && !memcmp(last->body, "from the backend", 16),
+		      "the request got the backend's data, not the early EIO");
+		free(last);
+	}
+	rf_mem_set_io_held(se, false);
+	mode = M_NORMAL;
+}
+
+static void test_eagain_bounded(void)
+{
+	int rounds = 0, ret;
+
+	rf_mem_set_io_held(se, true);
+	mode = M_READ_HELPER;
+	ret = feed_read(4096);
+	CHECK(ret == 0 && io_ret == 0, "rf_io_reply_read() started its read");
+	/* A descriptor that always says EAGAIN: the helper must give up, not spin forever. */
+	while (rf_mem_pending(se) && rounds < 1000) {
+		if (rf_mem_io_complete(se, -EAGAIN) < 0)
+			break;
+		rounds++;
+	}
+	CHECK(rf_mem_pending(se) == 0 && rounds < 1000,
+	      "endless EAGAIN ends the request after %d tries", rounds);
+	{
+		struct rf_mem_reply *last = malloc(sizeof(*last));
+
+		CHECK(last && rf_mem_last_reply(se, last) == 0 && last->error == -EAGAIN,
+		      "and it is answered EAGAIN (%d)", last ? last->error : 0);
+		free(last);
+	}
+	/* One short read, then EAGAIN, then the rest: transient EAGAIN is still retried. */
+	ret = feed_read(100);
+	rf_mem_io_complete(se, 40);
+	rf_mem_io_complete(se, -EAGAIN);
+	rf_mem_io_complete(se, 60);
+	CHECK(ret == 0 && rf_mem_pending(se) == 0, "a transient EAGAIN is retried");
+	{
+		struct rf_mem_reply *last = malloc(sizeof(*last));
+
+		CHECK(last && rf_mem_last_reply(se, last) == 0 && last->error == 0 &&
+			      last->len == 100,
+		      "and the read is answered whole (%zu bytes)", last ? last->len : 0);
+		free(last);
+	}
+	rf_mem_set_io_held(se, false);
+	mode = M_NORMAL;
+}
+
+#define MANY_TABLES 3000
+
+/* The interrupt scanner sees requests in every table, however many there are. */
+static void test_many_tables(void)
+{
+	static struct {
+		_Alignas(64) rf_req req;
+	} dummies[MANY_TABLES];
+	rf_req *last = &dummies[MANY_TABLES - 1].req;
+	struct fuse_in_header ih = {.opcode = FUSE_GETATTR, .unique = 999999, .nodeid = 2};
+	struct fuse_interrupt_in ii = {.unique = ih.unique};
+	int ret, ok = 1;
+
+	for (int i = 0; i < MANY_TABLES; i++)
+		ok &= rf_session_register_reqs(se, &dummies[i].req, 1, sizeof(dummies[i])) == 0;
+	CHECK(ok, "%d more request tables registered", MANY_TABLES);
+	/* A request in the last table, as a transport would begin it. */
+	last->stats = &se->dev_stats;
+	rf_req_begin(last, se, &ih);
+	ret = feed(FUSE_INTERRUPT, 0, &ii, sizeof(ii));
+	CHECK(ret == 1 && rf_req_interrupted(last),
+	      "an interrupt finds a request in table %d", MANY_TABLES + 1);
+	atomic_store(&last->state, RF_REQ_FREE);
+	for (int i = 0; i < MANY_TABLES; i++)
+		rf_session_unregister_reqs(se, &dummies[i].req);
+}
+
+int main(void)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	unsetenv("RINGFUSE_ABORT_ON_MISUSE");
+	rf_set_log(quiet, NULL);
+	R = malloc(sizeof(*R));
+	se = rf_mem_session_new(&fs_ops, sizeof(fs_ops), NULL);
+	if (!se || !R) {
+		printf("FAIL - setup\n");
+		return 1;
+	}
+	test_init();
+	test_cpu_lists();
+	test_reply_none_refused();
+	if (0) /* enabled with request identity */
+		test_reply_during_io();
+	test_eagain_bounded();
+	test_many_tables();
+	rf_mem_session_destroy(se);
+	free(R);
+	printf("%d/%d checks passed\n", checks - failures, checks);
+	return failures ? 1 : 0;
+}
