@@ -322,7 +322,15 @@ struct rf_ops {
 	void (*syncfs)(rf_req *req, rf_ino ino);
 };
 
-/* ---- Requests: accessors, callable from any thread until the request is answered ---- */
+/* ---- Requests: accessors, callable from any thread until the request is answered ----
+ *
+ * An rf_req * names one request, not the slot that carries it: once a request is answered
+ * its slot soon carries another, and the old rf_req * stays stale for good. Every function
+ * here and below recognises a stale one: replies are refused (-EALREADY, counted as dup),
+ * rf_io_*() return -EINVAL, rf_reply_payload() returns NULL, rf_add_direntry*() write
+ * nothing, rf_req_unique() returns 0, rf_req_interrupted() 0 and rf_req_ctx() a caller who
+ * may do nothing (uid and gid -1, umask 0777). Only after 4096 requests in the same slot can
+ * a stale rf_req * pass for the current one. */
 
 /* Caller of the request. Borrowed: valid until the request is answered. */
 const struct rf_ctx *rf_req_ctx(const rf_req *req);
@@ -336,17 +344,23 @@ rf_session *rf_req_session(const rf_req *req);
 unsigned int rf_req_queue(const rf_req *req);
 /* Non-zero once the kernel sent FUSE_INTERRUPT for req: finish early with EINTR if you can. */
 int rf_req_interrupted(const rf_req *req);
+/* The kernel's id of the request (fuse_in_header.unique): unique over the life of the
+ * connection, so filesystems (and ops.interrupt) can tell requests apart and match them up.
+ * 0 for a stale rf_req *. */
+uint64_t rf_req_unique(const rf_req *req);
 /* The caller's supplementary groups, read from /proc/PID/task/PID/status: stores up to size of
  * them in list and returns how many there are (may be more than size), or -errno. */
 int rf_req_getgroups(const rf_req *req, int size, gid_t list[]);
 
 /* ---- Replies: each request gets exactly one. All may be called from any thread. ----
  * They return 0 once the reply is handed to the transport, or a negative errno: -EALREADY
- * when the request was already answered (the extra reply is refused, counted in dup_replies
- * and logged once), -ERANGE when the body does not fit the reply area (the kernel gets EIO
- * instead), or the transport's error (e.g. the connection is gone). The request is finished
- * either way: do not touch req afterwards. Arguments are copied (encoded into the reply area)
- * before the call returns. */
+ * when the request was already answered or req is stale (the extra reply is refused, counted
+ * in dup_replies and logged once), -EBUSY while a backend operation of the request (rf_io_*)
+ * is in flight (nothing is sent: answer from its callback), -ERANGE when the body does not
+ * fit the reply area (the kernel gets EIO instead), or the transport's error (e.g. the
+ * connection is gone). Except for -EBUSY the request is finished either way: do not touch
+ * req afterwards. Arguments are copied (encoded into the reply area) before the call
+ * returns. */
 
 /* err: a positive errno, or 0 for success without data. Out of range (negative or > 511)
  * is answered EIO with a warning. */
@@ -377,7 +391,8 @@ int rf_reply_buf(rf_req *req, const void *buf, size_t size);
  * stores its size in *cap. Write up to *cap bytes into it, then call rf_reply_data() with the
  * count. The area belongs to the request until its reply; with the uring transport it also
  * holds the request's borrowed arguments (names, write data), which writing overwrites.
- * rf_reply_payload() does not answer the request and may be called more than once.
+ * rf_reply_payload() does not answer the request and may be called more than once; it returns
+ * NULL (and *cap 0) once the request is answered or req is stale.
  */
 void *rf_reply_payload(rf_req *req, size_t *cap);
 int rf_reply_data(rf_req *req, size_t size);

@@ -54,7 +54,7 @@ static void slot_release(struct dev_slot *s)
 	struct dev_loop *l = s->loop;
 	struct dev_slot *head = atomic_load_explicit(&l->free_head, memory_order_relaxed);
 
-	atomic_store_explicit(&s->req.state, RF_REQ_FREE, memory_order_relaxed);
+	rf_req_set_free(&s->req);
 	do {
 		s->next_free = head;
 	} while (!atomic_compare_exchange_weak_explicit(
@@ -128,10 +128,11 @@ static struct dev_slot *slot_new(struct dev_loop *l)
 {
 	rf_session *se = l->se;
 	size_t out_size = sizeof(struct fuse_out_header) + l->out_cap;
-	struct dev_slot *s = calloc(1, sizeof(*s));
+	struct dev_slot *s = aligned_alloc(RF_REQ_ALIGN, sizeof(*s)); /* rf_req alignment */
 
 	if (!s)
 		return NULL;
+	memset(s, 0, sizeof(*s));
 	s->loop = l;
 	/* mmap keeps large buffers page-aligned, which O_DIRECT pass-through needs. */
 	s->in = mmap(NULL, se->dev_bufsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
@@ -216,7 +217,7 @@ static void loop_drain(struct dev_loop *l)
 		unsigned int busy = 0;
 
 		for (unsigned int i = 0; i < l->nslots; i++)
-			if (atomic_load(&l->slots[i]->req.state) != RF_REQ_FREE)
+			if (rf_req_state(&l->slots[i]->req) != RF_REQ_FREE)
 				busy++;
 		if (!busy && !atomic_load(&l->senders))
 			return;
@@ -308,7 +309,7 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 		rf_session_unregister_reqs(se, &s->req);
 		/* A handler that never answered still owns its slot (and the loop): leaking them
 		 * beats a late reply writing into freed memory. */
-		if (atomic_load(&s->req.state) == RF_REQ_FREE)
+		if (rf_req_state(&s->req) == RF_REQ_FREE)
 			slot_free(s, se->dev_bufsize, sizeof(struct fuse_out_header) + l->out_cap);
 		else
 			leaked++;

@@ -63,25 +63,50 @@ struct rf_io {
 	unsigned int again; /* EAGAIN/EINTR results in a row, bounded */
 };
 
-/* Life of a request object. Transitions are atomic: a second reply loses the race. */
+/*
+ * Request identity. A request object (one per ring entry or read slot) carries one request
+ * after another, and a filesystem may keep its rf_req * past the reply by mistake (a duplicate
+ * or late answer). So the rf_req * a filesystem holds is a handle: the object's address (the
+ * object is aligned to RF_REQ_ALIGN) with the low bits of the object's generation in the bits
+ * the alignment leaves free. Every public function that takes an rf_req * checks the handle
+ * against the object's current generation (rf_req_of(): an AND, a load and a compare) and
+ * refuses a stale one; internal code passes real pointers. The tag holds 12 bits: a stale
+ * handle is recognised unless its object served exactly a multiple of 4096 requests since.
+ * Plain address bits, so it works the same on 32-bit systems.
+ */
+#define RF_REQ_ALIGN	4096
+#define RF_REQ_TAG_MASK ((uintptr_t)RF_REQ_ALIGN - 1)
+
+/* Life of a request object: the low bits of rf_req.life. */
 enum rf_req_state {
 	RF_REQ_FREE = 0, /* slot holds no request */
 	RF_REQ_ACTIVE,	 /* decoded, owned by a handler until it replies */
 	RF_REQ_REPLIED,	 /* reply handed to the transport; slot may be reused after send */
 };
+/*
+ * rf_req.life = generation << RF_LIFE_GEN_SHIFT | RF_LIFE_IO | state, one atomic word so that
+ * claiming a reply (ACTIVE -> REPLIED) checks generation, state and I/O in one CAS: a stale
+ * or second reply, or a reply while the request's backend I/O is in flight, cannot win.
+ */
+#define RF_LIFE_STATE	  3u
+#define RF_LIFE_IO	  4u /* a backend operation (rf_io_*) of the request is in flight */
+#define RF_LIFE_GEN_SHIFT 3
 
 struct rf_req {
+	/* Generation, I/O bit and state; the generation changes when a request begins. */
+	_Alignas(RF_REQ_ALIGN) _Atomic uint32_t life;
+	uint32_t opcode;
 	rf_session *se;
 	const struct rf_reply_ops *rops;
 	void *chan;	    /* transport-private: the ring entry or read slot holding this */
 	unsigned int queue; /* index reported by rf_req_queue() */
-	uint32_t opcode;
+	/* Written with an atomic store when the request begins: the interrupt scanner reads it
+	 * from another thread. */
 	uint64_t unique;
 	uint64_t nodeid;
 	struct rf_ctx ctx;
 	char *out; /* reply body area, out_cap bytes, owned by the request */
 	size_t out_cap;
-	_Atomic uint32_t state;		     /* enum rf_req_state */
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
 	struct rf_queue_stats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
@@ -89,6 +114,56 @@ struct rf_req {
 	rf_req *next;	 /* transport-private list link (deferred replies) */
 	struct rf_io io; /* the backend operation in flight, if any */
 };
+
+static inline uint32_t rf_life_state(uint32_t life)
+{
+	return life & RF_LIFE_STATE;
+}
+
+static inline uintptr_t rf_life_tag(uint32_t life)
+{
+	return (uintptr_t)(life >> RF_LIFE_GEN_SHIFT) & RF_REQ_TAG_MASK;
+}
+
+/* State of a request object (enum rf_req_state), for its transport. */
+static inline uint32_t rf_req_state(rf_req *req)
+{
+	return rf_life_state(atomic_load_explicit(&req->life, memory_order_acquire));
+}
+
+/* The object is free for the next request (its transport, on the owning thread). */
+static inline void rf_req_set_free(rf_req *req)
+{
+	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
+
+	atomic_store_explicit(&req->life, life & ~(RF_LIFE_STATE | RF_LIFE_IO),
+			      memory_order_release);
+}
+
+/* The handle filesystems hold for the request now in req. */
+static inline rf_req *rf_req_handle(rf_req *req)
+{
+	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
+
+	return (rf_req *)((uintptr_t)req | rf_life_tag(life));
+}
+
+/* The object behind a handle, whatever its generation. */
+static inline rf_req *rf_req_untag(const rf_req *h)
+{
+	return (rf_req *)((uintptr_t)h & ~RF_REQ_TAG_MASK);
+}
+
+/* The object behind a handle if the handle names its current request, else NULL. */
+static inline rf_req *rf_req_of(const rf_req *h)
+{
+	rf_req *req = rf_req_untag(h);
+
+	if (!req || rf_life_tag(atomic_load_explicit(&req->life, memory_order_relaxed)) !=
+			    ((uintptr_t)h & RF_REQ_TAG_MASK))
+		return NULL;
+	return req;
+}
 
 /* The transport behind a session, chosen after FUSE_INIT. */
 struct rf_transport {
@@ -166,7 +241,7 @@ struct rf_session {
 	struct rf_queue_stats *qstats[RF_MAX_QUEUES];
 	unsigned int nqueues;
 	struct rf_queue_stats *retired; /* counters of queues whose threads have ended */
-	struct rf_req_table *tables; /* grown as needed: transports add entries at run time */
+	struct rf_req_table *tables;	/* grown as needed: transports add entries at run time */
 	size_t ntables, tables_cap;
 };
 
@@ -194,18 +269,19 @@ int rf_init_negotiate(rf_session *se, const struct fuse_init_in *in, size_t in_l
 /* Called by the dispatcher once the INIT reply is on its way: starts the transport. */
 void rf_session_init_done(rf_session *se);
 
-/* ---- reply.c ---- */
+/* ---- reply.c ---- (h: a handle, as filesystems hold it; req: a real request object) */
 /* Common tail of every reply: state check, stats, trace, then req->rops->send(). */
-int rf_reply_finish(rf_req *req, int error, size_t len);
+int rf_reply_finish(rf_req *h, int error, size_t len);
 /* Finish a request without an answer (opcodes that take none, messages too short to answer). */
-void rf_req_drop(rf_req *req);
-/* Prepare a request object for a new message (state FREE -> ACTIVE). */
-void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
+void rf_req_drop(rf_req *h);
+/* Prepare a request object for a new message (state FREE -> ACTIVE, a new generation);
+ * returns the handle for it. */
+rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
 
 /* ---- aio.c ---- */
 /* Run req->io synchronously with plain syscalls; returns the result (>= 0 or -errno). */
 int rf_io_run_sync(struct rf_io *io);
-/* A transport saw req->io finish with res: run its callback. */
+/* A transport saw req->io finish with res: clear the I/O bit, run its callback. */
 void rf_io_complete(rf_req *req, int res);
 
 /* ---- session.c ---- */

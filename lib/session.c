@@ -181,9 +181,10 @@ rf_req *rf_session_find_req(rf_session *se, uint64_t unique)
 		for (size_t i = 0; i < tb->count; i++) {
 			rf_req *r = (rf_req *)((char *)tb->first + i * tb->stride);
 
-			if (atomic_load(&r->state) == RF_REQ_ACTIVE && r->unique == unique) {
+			if (rf_req_state(r) == RF_REQ_ACTIVE &&
+			    __atomic_load_n(&r->unique, __ATOMIC_RELAXED) == unique) {
 				atomic_store(&r->interrupted_unique, unique);
-				found = r;
+				found = rf_req_handle(r);
 				break;
 			}
 		}

@@ -18,6 +18,8 @@ int main(int argc, char *argv[])
 	fs.perm_check = want_own_perm_checks(argc, argv);
 	if (want_defer(argc, argv))
 		defer_wrap(&ops);
+	if (want_test_hooks(argc, argv))
+		hooks_wrap(&ops);
 	se = rf_session_new(argc, argv, &ops, sizeof(ops), &fs);
 	if (!se) {
 		int usage_error = errno != 0;
@@ -27,7 +29,7 @@ int main(int argc, char *argv[])
 		fs_teardown();
 		return usage_error ? 1 : 0;
 	}
-	if (read_opts(se, &o) < 0 || root_create() < 0)
+	if (read_opts(se, &o) < 0 || hooks_configure(se) < 0 || root_create() < 0)
 		goto out;
 	if (defer_configure(o.defer, o.delay_us, o.delay_ops) < 0) {
 		fprintf(stderr, "memfs: bad defer_delay_ops=%s\n", o.delay_ops);
@@ -48,5 +50,6 @@ out:
 	fs_teardown();
 	free(o.ctl);
 	free(o.delay_ops);
+	hooks_free();
 	return ret < 0 ? 1 : 0;
 }

@@ -34,7 +34,7 @@ struct mem_slot {
 struct mem_transport {
 	rf_session *se;
 	pthread_mutex_t lock;
-	bool io_held;		   /* backend I/O stays in flight until rf_mem_io_complete() */
+	bool io_held;		       /* backend I/O stays in flight until rf_mem_io_complete() */
 	rf_req *held_io[RF_MEM_SLOTS]; /* requests with held I/O, oldest first */
 	unsigned int nheld;
 	size_t out_cap;
@@ -89,7 +89,7 @@ static void finish(rf_req *req, bool replied, int error, size_t len)
 	} else {
 		s->busy = false;
 		mt->pending--;
-		atomic_store(&req->state, RF_REQ_FREE);
+		rf_req_set_free(req);
 	}
 	pthread_mutex_unlock(&mt->lock);
 }
@@ -155,8 +155,11 @@ int rf_mem_io_complete(rf_session *se, int res)
 rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *userdata)
 {
 	rf_session *se = calloc(1, sizeof(*se));
-	struct mem_transport *mt = calloc(1, sizeof(*mt));
+	/* Its slots hold rf_req objects, which are RF_REQ_ALIGN aligned. */
+	struct mem_transport *mt = aligned_alloc(RF_REQ_ALIGN, sizeof(*mt));
 
+	if (mt)
+		memset(mt, 0, sizeof(*mt));
 	if (!se || !mt || !(mt->last = calloc(1, sizeof(*mt->last)))) {
 		if (mt)
 			free(mt->last);
@@ -199,8 +202,8 @@ rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *
 		s->req.queue = 0;
 		s->req.stats = &se->dev_stats;
 	}
-	if (rf_session_register_reqs(se, &mt->slots[0].req, RF_MEM_SLOTS,
-				     sizeof(struct mem_slot)) < 0) {
+	if (rf_session_register_reqs(se, &mt->slots[0].req, RF_MEM_SLOTS, sizeof(struct mem_slot)) <
+	    0) {
 		rf_mem_session_destroy(se);
 		errno = ENOMEM;
 		return NULL;
@@ -289,7 +292,7 @@ static int slot_put(struct mem_transport *mt, struct mem_slot *s)
 	if (done) {
 		s->busy = false;
 		mt->pending--;
-		atomic_store(&s->req.state, RF_REQ_FREE);
+		rf_req_set_free(&s->req);
 	}
 	pthread_mutex_unlock(&mt->lock);
 	return done;

@@ -288,7 +288,7 @@ static void ent_kill(struct uring_queue *q, struct ring_ent *e)
 /* The reply header and size are in place: send it and re-arm the entry. */
 static void ent_commit(struct uring_queue *q, struct ring_ent *e)
 {
-	atomic_store_explicit(&e->req.state, RF_REQ_FREE, memory_order_relaxed);
+	rf_req_set_free(&e->req);
 	if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
 		q->lost++;
 		ent_kill(q, e);
@@ -784,7 +784,8 @@ static void ent_init(struct uring_queue *q, struct ring_ent *e, uint32_t idx, ch
 static int queue_alloc(struct uring_queue *q)
 {
 	size_t hdr_area = round_up((size_t)q->depth * URING_HDR_STRIDE, RF_PAGE_SIZE);
-	size_t ents_size = round_up(q->depth * sizeof(struct ring_ent), 64);
+	/* Each entry is a multiple of RF_REQ_ALIGN (its rf_req is aligned to that). */
+	size_t ents_size = q->depth * sizeof(struct ring_ent);
 	char *mem;
 
 	q->bufs_size = hdr_area + (size_t)q->depth * q->max_payload;
@@ -792,7 +793,7 @@ static int queue_alloc(struct uring_queue *q)
 	if (mem == MAP_FAILED)
 		return -errno;
 	q->bufs = mem;
-	q->ents = aligned_alloc(64, ents_size);
+	q->ents = aligned_alloc(RF_REQ_ALIGN, ents_size);
 	if (!q->ents)
 		return -ENOMEM;
 	memset(q->ents, 0, ents_size);
@@ -923,11 +924,11 @@ static void *queue_thread(void *arg)
 static bool queue_busy(struct uring_queue *q)
 {
 	for (rf_req *r = rf_mpsc_take_all(&q->deferred); r; r = r->next)
-		atomic_store(&r->state, RF_REQ_FREE);
+		rf_req_set_free(r);
 	if (atomic_load(&q->senders))
 		return true;
 	for (unsigned int i = 0; q->ents && i < q->depth; i++)
-		if (atomic_load(&q->ents[i].req.state) != RF_REQ_FREE)
+		if (rf_req_state(&q->ents[i].req) != RF_REQ_FREE)
 			return true;
 	return false;
 }

@@ -206,7 +206,7 @@ static void slot_finish(struct rw_worker *w, struct rw_slot *s)
 {
 	struct io_uring_sqe *sqe;
 
-	atomic_store_explicit(&s->req.state, RF_REQ_FREE, memory_order_relaxed);
+	rf_req_set_free(&s->req);
 	if (s->oh->len == 0) {
 		slot_arm_read(w, s);
 		return;
@@ -523,9 +523,10 @@ static int worker_alloc(struct rw_worker *w)
 		w->bufs = NULL;
 		return -errno;
 	}
-	w->slots = calloc(1, slots_size);
+	w->slots = aligned_alloc(RF_REQ_ALIGN, slots_size); /* rf_req alignment */
 	if (!w->slots)
 		return -ENOMEM;
+	memset(w->slots, 0, slots_size);
 	for (uint32_t i = 0; i < w->nslots; i++)
 		slot_init(w, &w->slots[i], i, w->bufs + i * stride);
 	w->live = w->nslots;
@@ -614,11 +615,11 @@ static void *worker_thread(void *arg)
 static bool worker_busy(struct rw_worker *w)
 {
 	for (rf_req *r = rf_mpsc_take_all(&w->deferred); r; r = r->next)
-		atomic_store(&r->state, RF_REQ_FREE);
+		rf_req_set_free(r);
 	if (atomic_load(&w->senders))
 		return true;
 	for (unsigned int i = 0; w->slots && i < w->nslots; i++)
-		if (atomic_load(&w->slots[i].req.state) != RF_REQ_FREE)
+		if (rf_req_state(&w->slots[i].req) != RF_REQ_FREE)
 			return true;
 	return false;
 }

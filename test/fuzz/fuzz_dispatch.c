@@ -531,7 +531,7 @@ static int feed_direct(rf_session *se, const struct fuse_in_header *ih, const vo
 		rf_dispatch_msg(se, &req, m, len);
 		free(m);
 	}
-	answered = atomic_load(&req.state) != RF_REQ_ACTIVE;
+	answered = rf_req_state(&req) != RF_REQ_ACTIVE;
 	free(req.out);
 	return answered;
 }

@@ -37,9 +37,9 @@ static int checks, failures;
 enum mode { M_NORMAL, M_NONE, M_IO_THEN_REPLY, M_READ_HELPER, M_HOLD };
 
 static enum mode mode;
-static rf_req *held; /* the request of the last call, whatever mode */
-static int reply_ret;	/* what the extra reply of M_IO_THEN_REPLY returned */
-static int io_ret;	/* what rf_io_read returned */
+static rf_req *held;  /* the request of the last call, whatever mode */
+static int reply_ret; /* what the extra reply of M_IO_THEN_REPLY returned */
+static int io_ret;    /* what rf_io_read returned */
 static char iobuf[4096];
 
 static void io_done(rf_req *req, int res, void *arg)
@@ -176,7 +176,10 @@ static void test_reply_none_refused(void)
 	ret = feed_getattr();
 	CHECK(ret == 1 && R->count == 1 && R->replied && R->error == -EIO,
 	      "rf_reply_none() on GETATTR is refused: the caller gets EIO, not silence (%s %d)",
-	      R->replied ? "replied" : R->dropped ? "dropped" : "nothing", R->error);
+	      R->replied   ? "replied"
+	      : R->dropped ? "dropped"
+			   : "nothing",
+	      R->error);
 	mode = M_NORMAL;
 }
 
@@ -246,31 +249,91 @@ static void test_eagain_bounded(void)
 	mode = M_NORMAL;
 }
 
-#define MANY_TABLES 3000
+static uint64_t dups(void)
+{
+	struct rf_stats *st = malloc(sizeof(*st));
+	uint64_t n = 0;
+
+	if (st && rf_session_stats(se, st) == 0)
+		n = st->total.dup_replies;
+	free(st);
+	return n;
+}
+
+/* A reply through the handle of an answered request, after its slot took a new request. */
+static void test_stale_reply(void)
+{
+	struct rf_mem_reply *last = malloc(sizeof(*last));
+	rf_req *a, *b;
+	uint64_t dup0 = dups(), unique_b;
+	size_t cap;
+	int ret;
+
+	mode = M_HOLD;
+	ret = feed_getattr();
+	a = held;
+	CHECK(ret == 0 && a && rf_req_unique(a) == next_unique - 2,
+	      "request A held; rf_req_unique() names it");
+	CHECK(rf_reply_err(a, 0) == 0 && rf_mem_pending(se) == 0, "A answered");
+	ret = feed_getattr();
+	b = held;
+	unique_b = next_unique - 2;
+	CHECK(ret == 0 && b && rf_req_untag(a) == rf_req_untag(b),
+	      "request B held in the slot A had");
+	CHECK(a != b && rf_req_unique(a) == 0 && rf_req_unique(b) == unique_b,
+	      "A's handle is stale (unique 0), B's names B");
+	ret = rf_reply_err(a, EIO);
+	CHECK(ret == -EALREADY && rf_mem_pending(se) == 1,
+	      "the stale reply through A is refused (%d); B is still waiting", ret);
+	CHECK(dups() == dup0 + 1, "and counted as a duplicate reply");
+	CHECK(rf_reply_payload(a, &cap) == NULL && cap == 0 && !rf_req_interrupted(a) &&
+		      rf_req_ctx(a)->uid == (uid_t)-1 &&
+		      rf_add_direntry(a, iobuf, sizeof(iobuf), "x", NULL, 1) == SIZE_MAX &&
+		      rf_io_read(a, 0, iobuf, 1, 0, io_done, NULL) == -EINVAL,
+	      "a stale handle gets no reply area, no context, no direntry, no I/O");
+	CHECK(rf_req_ctx(b)->pid == getpid() && rf_reply_payload(b, &cap) != NULL,
+	      "B's handle works");
+	{
+		struct stat st = {.st_ino = 77, .st_mode = S_IFREG | 0600, .st_nlink = 1};
+
+		ret = rf_reply_attr(b, &st, 1.0);
+	}
+	CHECK(ret == 0 && last && rf_mem_last_reply(se, last) == 0 && last->unique == unique_b &&
+		      last->error == 0 && last->len == sizeof(struct fuse_attr_out),
+	      "B gets its own answer");
+	free(last);
+	mode = M_NORMAL;
+}
+
+#define MANY_TABLES 1500
 
 /* The interrupt scanner sees requests in every table, however many there are. */
 static void test_many_tables(void)
 {
-	static struct {
-		_Alignas(64) rf_req req;
-	} dummies[MANY_TABLES];
-	rf_req *last = &dummies[MANY_TABLES - 1].req;
+	rf_req *dummies = aligned_alloc(RF_REQ_ALIGN, MANY_TABLES * sizeof(rf_req));
+	rf_req *last = &dummies[MANY_TABLES - 1], *h;
 	struct fuse_in_header ih = {.opcode = FUSE_GETATTR, .unique = 999999, .nodeid = 2};
 	struct fuse_interrupt_in ii = {.unique = ih.unique};
 	int ret, ok = 1;
 
+	if (!dummies) {
+		CHECK(0, "out of memory");
+		return;
+	}
+	memset(dummies, 0, MANY_TABLES * sizeof(rf_req));
 	for (int i = 0; i < MANY_TABLES; i++)
-		ok &= rf_session_register_reqs(se, &dummies[i].req, 1, sizeof(dummies[i])) == 0;
+		ok &= rf_session_register_reqs(se, &dummies[i], 1, sizeof(rf_req)) == 0;
 	CHECK(ok, "%d more request tables registered", MANY_TABLES);
 	/* A request in the last table, as a transport would begin it. */
 	last->stats = &se->dev_stats;
-	rf_req_begin(last, se, &ih);
+	h = rf_req_begin(last, se, &ih);
 	ret = feed(FUSE_INTERRUPT, 0, &ii, sizeof(ii));
-	CHECK(ret == 1 && rf_req_interrupted(last),
-	      "an interrupt finds a request in table %d", MANY_TABLES + 1);
-	atomic_store(&last->state, RF_REQ_FREE);
+	CHECK(ret == 1 && rf_req_interrupted(h), "an interrupt finds a request in table %d",
+	      MANY_TABLES + 1);
+	rf_req_set_free(last);
 	for (int i = 0; i < MANY_TABLES; i++)
-		rf_session_unregister_reqs(se, &dummies[i].req);
+		rf_session_unregister_reqs(se, &dummies[i]);
+	free(dummies);
 }
 
 int main(void)
@@ -287,8 +350,8 @@ int main(void)
 	test_init();
 	test_cpu_lists();
 	test_reply_none_refused();
-	if (0) /* enabled with request identity */
-		test_reply_during_io();
+	test_reply_during_io();
+	test_stale_reply();
 	test_eagain_bounded();
 	test_many_tables();
 	rf_mem_session_destroy(se);
