@@ -313,10 +313,13 @@ struct rf_ops {
 	/* O_TMPFILE: create an unnamed file in parent and open it.
 	 * Valid replies: rf_reply_create, rf_reply_err. */
 	void (*tmpfile)(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi);
-	/* The kernel interrupted req, which is still being handled. Runs on the thread that read
-	 * the interrupt, concurrently with whoever handles req: do not reply to req or touch its
-	 * arguments here (it may be answered and its slot reused at any moment); tell its
-	 * handler, which can also poll rf_req_interrupted(). No reply. */
+	/* The kernel interrupted req. Runs once per interrupted request, either on the thread
+	 * that read the interrupt, concurrently with whoever handles req: do not reply to req or
+	 * touch its arguments here (it may be answered at any moment, and req then goes stale:
+	 * rf_req_unique() returns 0); tell its handler, which can also poll
+	 * rf_req_interrupted(). Or, when the interrupt overtook its request (it was still
+	 * queued), on the request's own thread just before its callback, which then finds
+	 * rf_req_interrupted() already true. No reply. */
 	void (*interrupt)(rf_req *req, void *userdata);
 	/* Filesystem-wide sync (syncfs(2)). Valid reply: rf_reply_err. */
 	void (*syncfs)(rf_req *req, rf_ino ino);

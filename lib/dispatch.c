@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -143,6 +144,7 @@ struct msg {
 	size_t op_len;	  /* bytes of the fixed struct that were present */
 	const char *args; /* remaining arguments, trailing extensions excluded */
 	size_t args_len;
+	bool intr; /* an interrupt overtook the request: ops.interrupt is due */
 };
 
 /* The opcodes the kernel never expects an answer to: they are finished with a drop. */
@@ -727,20 +729,16 @@ static void do_interrupt(struct msg *m)
 	rf_req *target;
 
 	TRACE(m, "target #%" PRIu64, m->in.interrupt.unique);
-	/* Marks the target, so rf_req_interrupted() sees it even without an interrupt op. */
-	target = rf_session_find_req(se, m->in.interrupt.unique);
-	if (!target) {
-		/*
-		 * The target is not in a handler (yet): on io-uring an interrupt on /dev/fuse can
-		 * overtake its request on the ring. EAGAIN makes the kernel queue the interrupt
-		 * again; once the target is answered the kernel drops it.
-		 */
-		rf_reply_err(m->h, EAGAIN);
-		return;
-	}
-	if (se->ops.interrupt)
+	/*
+	 * Marks the target, so rf_req_interrupted() sees it even without an interrupt op. A
+	 * target not in a handler yet (an interrupt overtakes its request on the ring, or in
+	 * another reader's hands) is marked when it begins: never answer EAGAIN, which the
+	 * kernel only honours on the fd holding the target.
+	 */
+	target = rf_session_interrupt(se, m->in.interrupt.unique);
+	if (target && se->ops.interrupt)
 		se->ops.interrupt(target, se->userdata);
-	rf_reply_none(m->h);
+	rf_req_drop(m->h);
 }
 
 static void do_destroy(struct msg *m)
@@ -928,6 +926,8 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	else if (op_len < op_in_need(se, m->ih.opcode))
 		BAD(m, EIO, "argument struct truncated");
 
+	if (m->intr && se->ops.interrupt)
+		se->ops.interrupt(m->h, se->userdata);
 	handler(m);
 
 	/* The slot cannot be reused before we return, so ACTIVE here means "answered later". */
@@ -936,16 +936,25 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	rf_stat_add(req->stats->handler_ns, rf_now_ns() - req->t_start_ns);
 }
 
+/* RINGFUSE_FAULT=read_delay_ms:N (fault.c): let interrupts overtake READs. */
+static inline void fault_delay(uint32_t opcode)
+{
+	if (__builtin_expect(rf_faults.read_delay_ms != 0, 0) && opcode == FUSE_READ)
+		usleep(rf_faults.read_delay_ms * 1000u);
+}
+
 void rf_dispatch_split(rf_session *se, rf_req *req, const struct fuse_in_header *ih,
 		       const void *op_in, size_t op_in_size, const void *payload,
 		       size_t payload_len)
 {
 	struct msg m;
 
+	fault_delay(ih->opcode);
 	m.se = se;
 	m.req = req;
 	memcpy(&m.ih, ih, sizeof(m.ih));
 	m.h = rf_req_begin(req, se, &m.ih);
+	m.intr = rf_intr_take(se, req);
 	if (!op_in)
 		op_in_size = 0;
 	dispatch(&m, op_in, op_in_size, payload, payload_len);
@@ -962,7 +971,9 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 	memset(&m.ih, 0, sizeof(m.ih));
 	if (msg && len)
 		memcpy(&m.ih, msg, len < sizeof(m.ih) ? len : sizeof(m.ih));
+	fault_delay(m.ih.opcode);
 	m.h = rf_req_begin(req, se, &m.ih);
+	m.intr = rf_intr_take(se, req);
 
 	if (len < sizeof(m.ih)) {
 		rf_log_once(RF_LOG_WARN,

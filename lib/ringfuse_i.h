@@ -201,6 +201,23 @@ struct rf_opts {
 	unsigned long mount_flags; /* MS_* for mount(2) */
 };
 
+/* Interrupts waiting for their request to begin (interrupt.c). */
+#define RF_INTR_SETS	  16
+#define RF_INTR_WAYS	  4
+#define RF_INTR_FENCE_BIT (1u << 31) /* in npending: no membarrier, requests must fence */
+struct rf_intr_ent {
+	_Atomic uint64_t unique; /* 0: free */
+	_Atomic uint64_t t_ns;	 /* when it was stored */
+};
+struct rf_intr {
+	/* Read by every request as it begins; written only by interrupts (and the session sits
+	 * where nothing nearby is written per request). */
+	_Atomic unsigned int npending;
+	bool membarrier;      /* MEMBARRIER_CMD_PRIVATE_EXPEDITED is registered */
+	pthread_mutex_t lock; /* serialises interrupts that go pending */
+	struct rf_intr_ent ent[RF_INTR_SETS * RF_INTR_WAYS];
+};
+
 /* A set of request objects the interrupt scanner may look through. */
 struct rf_req_table {
 	rf_req *first;
@@ -243,6 +260,7 @@ struct rf_session {
 	struct rf_queue_stats *retired; /* counters of queues whose threads have ended */
 	struct rf_req_table *tables;	/* grown as needed: transports add entries at run time */
 	size_t ntables, tables_cap;
+	struct rf_intr intr;
 };
 
 /* ---- dispatch.c: the single entry point from transports into the filesystem ---- */
@@ -295,8 +313,29 @@ void rf_session_retire_queue(rf_session *se, unsigned int idx);
  * number of tables, at any time; returns 0 or -ENOMEM. */
 int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride);
 void rf_session_unregister_reqs(rf_session *se, rf_req *first);
-/* Mark the request with this unique as interrupted; returns it or NULL. */
-rf_req *rf_session_find_req(rf_session *se, uint64_t unique);
+
+/* ---- interrupt.c ---- */
+/* Register for the barrier interrupts use (after any fork: it is per process image). */
+void rf_intr_setup(rf_session *se);
+/* FUSE_INTERRUPT for unique: marks the target if it is in a handler and returns its handle,
+ * to which ops.interrupt is due; else keeps the interrupt for when the target begins (and
+ * returns NULL). */
+rf_req *rf_session_interrupt(rf_session *se, uint64_t unique);
+/* Interrupts waiting for their request. */
+unsigned int rf_intr_pending(rf_session *se);
+bool rf_intr_take_slow(rf_session *se, rf_req *req);
+/*
+ * A request just began (rf_req_begin()): take an interrupt that overtook it. True when it
+ * did: req is marked and ops.interrupt is due. While none is pending this is a compiler
+ * barrier and one relaxed load (interrupt.c explains why that is enough).
+ */
+static inline bool rf_intr_take(rf_session *se, rf_req *req)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(&se->intr.npending, memory_order_relaxed), 0))
+		return rf_intr_take_slow(se, req);
+	return false;
+}
 /* The main thread's reader was interrupted by a signal: act on pending SIGUSR1. */
 void rf_session_poll_signals(rf_session *se);
 /* The connection is gone (ENODEV/ENOTCONN seen by any thread): begin shutdown. */
@@ -327,6 +366,14 @@ int rf_mount(rf_session *se);
 void rf_unmount(rf_session *se);
 /* Our mount is still in the mount table (e.g. the connection was aborted, not unmounted). */
 bool rf_mount_still_there(const rf_session *se);
+
+/* ---- fault.c: fault injection for tests (RINGFUSE_FAULT, read once) ---- */
+struct rf_faults {
+	int uring_queue_fatal;	    /* queue index + 1 that fails at its first request; 0: none */
+	unsigned int read_delay_ms; /* READs wait this long before dispatch */
+};
+extern struct rf_faults rf_faults;
+void rf_faults_init(void);
 
 /* ---- log.c ---- */
 void rf_log(enum rf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

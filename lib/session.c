@@ -27,12 +27,15 @@ void rf_session_init_core(rf_session *se)
 {
 	se->fd = -1;
 	pthread_mutex_init(&se->lock, NULL);
+	pthread_mutex_init(&se->intr.lock, NULL);
+	rf_intr_setup(se);
 }
 
 void rf_session_free_core(rf_session *se)
 {
 	free(se->retired);
 	free(se->tables);
+	pthread_mutex_destroy(&se->intr.lock);
 	pthread_mutex_destroy(&se->lock);
 }
 
@@ -47,6 +50,7 @@ rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, siz
 		return NULL;
 	}
 	rf_session_init_core(se);
+	rf_faults_init();
 	if (ops_size > sizeof(se->ops)) {
 		rf_log(RF_LOG_WARN, "ringfuse: the filesystem's ops table is newer than this "
 				    "library; unknown operations are ignored");
@@ -133,64 +137,6 @@ size_t rf_page_size(void)
 		atomic_store_explicit(&cached, sz, memory_order_relaxed);
 	}
 	return sz;
-}
-
-int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
-{
-	int ret = 0;
-
-	pthread_mutex_lock(&se->lock);
-	if (se->ntables == se->tables_cap) {
-		size_t cap = se->tables_cap ? se->tables_cap * 2 : 64;
-		struct rf_req_table *t = realloc(se->tables, cap * sizeof(*t));
-
-		if (t) {
-			se->tables = t;
-			se->tables_cap = cap;
-		}
-	}
-	if (se->ntables < se->tables_cap)
-		se->tables[se->ntables++] = (struct rf_req_table){first, count, stride};
-	else
-		ret = -ENOMEM;
-	pthread_mutex_unlock(&se->lock);
-	return ret;
-}
-
-void rf_session_unregister_reqs(rf_session *se, rf_req *first)
-{
-	pthread_mutex_lock(&se->lock);
-	for (size_t i = 0; i < se->ntables; i++) {
-		if (se->tables[i].first == first) {
-			se->tables[i] = se->tables[--se->ntables];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&se->lock);
-}
-
-/* Interrupts are rare: a scan of every request object beats a lock on the hot path. */
-rf_req *rf_session_find_req(rf_session *se, uint64_t unique)
-{
-	rf_req *found = NULL;
-
-	pthread_mutex_lock(&se->lock);
-	for (size_t t = 0; t < se->ntables && !found; t++) {
-		const struct rf_req_table *tb = &se->tables[t];
-
-		for (size_t i = 0; i < tb->count; i++) {
-			rf_req *r = (rf_req *)((char *)tb->first + i * tb->stride);
-
-			if (rf_req_state(r) == RF_REQ_ACTIVE &&
-			    __atomic_load_n(&r->unique, __ATOMIC_RELAXED) == unique) {
-				atomic_store(&r->interrupted_unique, unique);
-				found = rf_req_handle(r);
-				break;
-			}
-		}
-	}
-	pthread_mutex_unlock(&se->lock);
-	return found;
 }
 
 void rf_session_conn_lost(rf_session *se)
@@ -406,8 +352,10 @@ int rf_session_run(rf_session *se)
 	ret = rf_mount(se);
 	if (ret)
 		return ret;
-	if (!se->opts.foreground)
+	if (!se->opts.foreground) {
 		daemonize(se);
+		rf_intr_setup(se); /* the membarrier registration belongs to the parent's image */
+	}
 	se->main_thread = pthread_self();
 	install_signals(se);
 

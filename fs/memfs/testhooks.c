@@ -12,6 +12,7 @@
  *                          lookups, getattrs and reads, wherever their requests sit
  *   test_reply_none=NAME   a lookup of NAME is finished with rf_reply_none(), which a lookup
  *                          does not allow
+ *   test_log_interrupts    only what all of them do:
  *
  * With any of them, every call of ops.interrupt is logged on stderr as
  * "memfs-test: interrupt #UNIQUE" (rf_req_unique()) and lookups that block log
@@ -145,6 +146,7 @@ int hooks_configure(rf_session *se)
 		err = take(se, "test_stale_reply", &hk.stale);
 	if (!err)
 		err = take(se, "test_reply_none", &hk.reply_none);
+	rf_session_opt(se, "test_log_interrupts"); /* a flag: asking is taking it */
 	return err;
 }
 

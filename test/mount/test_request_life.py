@@ -9,6 +9,11 @@ memfs misbehaves on purpose here through its test hooks (-o test_*, fs/memfs/tes
 import errno
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -29,6 +34,29 @@ def total_dups(m):
 def unmount_clean(m):
     rc = m.unmount()
     assert rc == 0, "exit status %s at unmount\n%s" % (rc, m.log_report())
+
+
+def wait_log(m, text, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while text not in m.daemon.output():
+        assert time.monotonic() < deadline and m.alive(), \
+            "no %r in the daemon log\n%s" % (text, m.log_report())
+        time.sleep(0.01)
+
+
+def ctl(path, command):
+    """One command on memfs's control socket; returns its reply line."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(command.encode() + b"\n")
+        return s.recv(100).decode().strip()
+
+
+def child(code, *args):
+    return subprocess.Popen([sys.executable, "-c", code] + [str(a) for a in args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            universal_newlines=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,4 +95,124 @@ def test_reply_none_where_a_reply_is_due(mounter, transport):
     assert isinstance(got, OSError) and got.errno == errno.EIO, got
     make_file(m.p("after"), b"still serving")
     assert read_file(m.p("after")) == b"still serving"
+    unmount_clean(m)
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupts that overtake their request
+
+# Pinned to a CPU (argv[2], if given), stat a path; prints the errno or 0.
+STAT_CHILD = r"""
+import os, sys
+if len(sys.argv) > 2:
+    os.sched_setaffinity(0, {int(sys.argv[2])})
+try:
+    os.stat(sys.argv[1])
+    print(0, flush=True)
+except OSError as e:
+    print(e.errno, flush=True)
+"""
+
+# Pinned to a CPU (argv[2], if given), open a direct_io file, say "ready", and read(2) it once
+# a line arrives on stdin, with a SIGINT handler that does nothing: the read itself reports
+# what the kernel answered ("bytes errno seconds").
+READ_CHILD = r"""
+import ctypes, os, signal, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+signal.signal(signal.SIGINT, lambda s, f: None)
+if len(sys.argv) > 2:
+    os.sched_setaffinity(0, {int(sys.argv[2])})
+fd = os.open(sys.argv[1], os.O_RDONLY)
+buf = ctypes.create_string_buffer(4096)
+print("ready", flush=True)
+sys.stdin.readline()
+t0 = time.monotonic()
+n = libc.read(fd, buf, 4096)
+print("%d %d %.3f" % (n, ctypes.get_errno(), time.monotonic() - t0), flush=True)
+"""
+
+# memfs answers READs from its deferred pool after 3 s, unless the request is interrupted:
+# then at once, with EINTR.
+HELD_READS = ("direct_io", "defer=1", "defer_delay_us=3000000", "defer_delay_ops=read")
+
+
+def interrupted_read(m, path, cpu=None, before_read=None, after_signal=None):
+    """A reader of path (pinned to cpu), SIGINT once its READ is in the daemon's hands; returns
+    (bytes, errno, seconds from the signal to the answer)."""
+    reader = child(READ_CHILD, path, *([] if cpu is None else [cpu]))
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        if before_read:
+            before_read()
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        time.sleep(0.3)
+        reader.send_signal(signal.SIGINT)
+        t_sig = time.monotonic()
+        if after_signal:
+            after_signal()
+        out = reader.stdout.readline().split()
+        took = time.monotonic() - t_sig
+        assert reader.wait(10) == 0
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    assert len(out) == 3, "reader said %r\n%s" % (out, m.log_report())
+    return int(out[0]), int(out[1]), took
+
+
+def interrupt_lines(m):
+    return re.findall(r"memfs-test: interrupt #(\d+)", m.daemon.output())
+
+
+@pytest.mark.transports("uring")
+def test_interrupt_overtakes_a_request_queued_behind_a_blocked_handler(mounter, transport):
+    """A lookup blocks its queue's thread; a READ from the same CPU waits in the next ring
+    entry; its caller gets SIGINT. The kernel sends the interrupt over /dev/fuse before the
+    queue ever looked at the READ: the library must keep it and mark the READ when it begins
+    (memfs then answers it EINTR at once instead of data after 3 s)."""
+    sock = rfutil.make_dir("ctl-") + "/ctl"
+    m = mounter(transport, "memfs", opts=HELD_READS + ("test_block=blockme", "ctl=" + sock))
+    make_file(m.p("f"), rand(4096, 5))
+    cpu = rfutil.usable_cpus()[0]
+    blocker = []
+
+    def block_the_queue():
+        blocker.append(child(STAT_CHILD, m.p("blockme"), cpu))
+        wait_log(m, "memfs-test: blocked in lookup of blockme")
+
+    try:
+        n, err, took = interrupted_read(
+            m, m.p("f"), cpu, before_read=block_the_queue,
+            after_signal=lambda: (time.sleep(0.5), ctl(sock, "release")))
+        assert blocker[0].stdout.readline().strip() == str(errno.ENOENT)
+    finally:
+        if blocker and blocker[0].poll() is None:
+            ctl(sock, "release")
+            blocker[0].wait(10)
+    assert n == -1 and err == errno.EINTR, \
+        "the overtaken interrupt was lost: read gave %d bytes, errno %d, %.2fs after the " \
+        "signal\n%s" % (n, err, took, m.log_report())
+    assert took < 2.0, took
+    assert len(interrupt_lines(m)) == 1, "ops.interrupt calls: %s\n%s" % (
+        interrupt_lines(m), m.log_report())
+    unmount_clean(m)
+
+
+def test_interrupt_overtakes_a_request_before_dispatch(mounter, transport, monkeypatch):
+    """Every READ waits 1 s between arriving and its dispatch (RINGFUSE_FAULT=read_delay_ms),
+    with other readers free: the interrupt reaches another thread first. On dev and uring-rw
+    the READ sits on another clone fd, where the kernel would not take an EAGAIN for it."""
+    monkeypatch.setenv("RINGFUSE_FAULT", "read_delay_ms:1000")
+    extra = ("threads=2",) if transport != "uring" else ()
+    m = mounter(transport, "memfs", opts=HELD_READS + extra + ("test_log_interrupts",))
+    make_file(m.p("f"), rand(4096, 6))
+    n, err, took = interrupted_read(m, m.p("f"))
+    assert n == -1 and err == errno.EINTR, \
+        "the overtaken interrupt was lost: read gave %d bytes, errno %d, %.2fs after the " \
+        "signal\n%s" % (n, err, took, m.log_report())
+    assert took < 2.0, took
+    assert len(interrupt_lines(m)) == 1, "ops.interrupt calls: %s\n%s" % (
+        interrupt_lines(m), m.log_report())
     unmount_clean(m)

@@ -1283,11 +1283,17 @@ static void test_deferred_and_interrupt(void)
 	      "deferred reply captured with the right unique and error");
 	CHECK(rf_reply_err(saved, 0) == -EALREADY, "reply after a deferred reply refused");
 
-	/* Interrupt for a request not (yet) in a handler: EAGAIN asks the kernel to resend. */
-	ii.unique = 123456;
+	/* Interrupt for a request not (yet) in a handler: kept until it begins, never EAGAIN
+	 * (the kernel honours that only on the fd that holds the target). */
+	ii.unique = next_unique + 2; /* the request fed after the interrupt */
 	ret = feed(CLASSIC, FUSE_INTERRUPT, 0, &ii, sizeof(ii), NULL, 0);
-	CHECK(ret == 1 && R.replied && R.error == -EAGAIN && R.len == 0 && rec.interrupted == NULL,
-	      "INTERRUPT for an unknown request answered EAGAIN");
+	CHECK(ret == 1 && R.dropped && !R.replied && rec.interrupted == NULL,
+	      "INTERRUPT for a request not seen yet: dropped, nothing called");
+	ret = feed(SPLIT, FUSE_FLUSH, 9, &fl, sizeof(fl), NULL, 0);
+	CHECK(ret == 0 && last_unique == ii.unique && rec.interrupted == saved &&
+		      rec.saw_interrupted && rf_req_interrupted(saved),
+	      "when it arrives it is marked, and ops.interrupt runs for it");
+	rf_reply_err(saved, EINTR);
 
 	/* Slots run out while every one is held by a deferred reply. */
 	{

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,9 +92,27 @@ static void fs_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_f
 	}
 }
 
+/* Calls of ops.interrupt per request (by unique), for the race below. */
+#define RACE_ROUNDS 20000
+#define RACE_BASE   1000000 /* uniques of the race, away from the others */
+static _Atomic unsigned char intr_calls[2 * RACE_ROUNDS + 64];
+static _Atomic unsigned long intr_calls_elsewhere;
+
+static void fs_interrupt(rf_req *req, void *userdata)
+{
+	uint64_t u = rf_req_unique(req);
+
+	(void)userdata;
+	if (u >= RACE_BASE && u - RACE_BASE < sizeof(intr_calls))
+		atomic_fetch_add(&intr_calls[u - RACE_BASE], 1);
+	else
+		atomic_fetch_add(&intr_calls_elsewhere, 1);
+}
+
 static const struct rf_ops fs_ops = {
 	.getattr = fs_getattr,
 	.read = fs_read,
+	.interrupt = fs_interrupt,
 };
 
 /* ---- feeding ---- */
@@ -305,6 +325,89 @@ static void test_stale_reply(void)
 	mode = M_NORMAL;
 }
 
+/*
+ * An interrupt and its request, fed at the same moment from two threads, over and over: the
+ * interrupt scan and the request's begin race. Every request must end up interrupted, and
+ * ops.interrupt must run once for each, whichever side won.
+ */
+struct racer {
+	_Atomic unsigned int go, done;
+	uint64_t unique;
+	rf_req *held;
+};
+
+static struct racer race;
+
+static void race_feed(uint32_t opcode, uint64_t unique, const void *arg, size_t arglen)
+{
+	_Alignas(8) unsigned char buf[128];
+	struct fuse_in_header ih;
+
+	memset(&ih, 0, sizeof(ih));
+	ih.len = (uint32_t)(sizeof(ih) + arglen);
+	ih.opcode = opcode;
+	ih.unique = unique;
+	ih.nodeid = 2;
+	memcpy(buf, &ih, sizeof(ih));
+	memcpy(buf + sizeof(ih), arg, arglen);
+	while (rf_mem_feed_msg(se, buf, ih.len, NULL) == -EBUSY)
+		;
+}
+
+static void *interrupter(void *arg)
+{
+	(void)arg;
+	for (unsigned int round = 1; round <= RACE_ROUNDS; round++) {
+		struct fuse_interrupt_in ii;
+
+		while (atomic_load(&race.go) != round)
+			;
+		ii.unique = race.unique;
+		race_feed(FUSE_INTERRUPT, race.unique + 1, &ii, sizeof(ii));
+		atomic_store(&race.done, round);
+	}
+	return NULL;
+}
+
+static void test_interrupt_race(void)
+{
+	struct fuse_getattr_in gi = {0};
+	unsigned long missed = 0, twice = 0;
+	pthread_t t;
+
+	mode = M_HOLD;
+	atomic_store(&intr_calls_elsewhere, 0);
+	pthread_create(&t, NULL, interrupter, NULL);
+	for (unsigned int round = 1; round <= RACE_ROUNDS; round++) {
+		race.unique = RACE_BASE + 2 * round + 1;
+		atomic_store(&race.go, round);
+		if (round & 1)
+			sched_yield(); /* sometimes the interrupt goes first, sometimes not */
+		race_feed(FUSE_GETATTR, race.unique, &gi, sizeof(gi));
+		while (atomic_load(&race.done) != round)
+			;
+		if (!rf_req_interrupted(held))
+			missed++;
+		rf_reply_err(held, EINTR);
+	}
+	pthread_join(t, NULL);
+	for (unsigned int round = 1; round <= RACE_ROUNDS; round++) {
+		unsigned int n = atomic_load(&intr_calls[2 * round + 1]);
+
+		if (n == 0)
+			missed++;
+		else if (n > 1)
+			twice++;
+	}
+	CHECK(missed == 0 && twice == 0 && atomic_load(&intr_calls_elsewhere) == 0,
+	      "%d interrupts racing their requests: none lost (%lu), none delivered twice (%lu)",
+	      RACE_ROUNDS, missed, twice);
+	CHECK(rf_mem_pending(se) == 0 && rf_intr_pending(se) == 0,
+	      "nothing left pending (%u requests, %u interrupts)", rf_mem_pending(se),
+	      rf_intr_pending(se));
+	mode = M_NORMAL;
+}
+
 #define MANY_TABLES 1500
 
 /* The interrupt scanner sees requests in every table, however many there are. */
@@ -354,6 +457,7 @@ int main(void)
 	test_stale_reply();
 	test_eagain_bounded();
 	test_many_tables();
+	test_interrupt_race();
 	rf_mem_session_destroy(se);
 	free(R);
 	printf("%d/%d checks passed\n", checks - failures, checks);
