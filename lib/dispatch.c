@@ -156,7 +156,7 @@ static bool no_reply_op(uint32_t opcode)
 
 static void refuse(struct msg *m, int err)
 {
-	rf_stat_add(m->req->stats->bad_requests, 1);
+	rf_stat_inc(m->req->stats->own.bad_requests, 1);
 	if (m->se->opts.debug)
 		rf_log(RF_LOG_DEBUG, "ringfuse: <- %s #%" PRIu64 " node %" PRIu64 " refused: %s",
 		       rf_opcode_name(m->ih.opcode), m->ih.unique, m->ih.nodeid, strerror(err));
@@ -532,7 +532,7 @@ static void do_write(struct msg *m)
 	fi.write_flags = wi->write_flags;
 	if (wi->write_flags & FUSE_WRITE_LOCKOWNER)
 		fi.lock_owner = wi->lock_owner;
-	rf_stat_add(m->req->stats->bytes_in, wi->size);
+	rf_stat_inc(m->req->stats->own.bytes_in, wi->size);
 	TRACE(m, "fh %" PRIu64 " size %" PRIu32 " off %" PRIu64 " flags %#x", wi->fh, wi->size,
 	      wi->offset, (unsigned int)wi->write_flags);
 	if (!m->se->ops.write)
@@ -932,8 +932,8 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 
 	/* The slot cannot be reused before we return, so ACTIVE here means "answered later". */
 	if (rf_req_state(req) == RF_REQ_ACTIVE)
-		rf_stat_add(req->stats->deferred, 1);
-	rf_stat_add(req->stats->handler_ns, rf_now_ns() - req->t_start_ns);
+		rf_stat_inc(req->stats->own.deferred, 1);
+	rf_stat_inc(req->stats->own.handler_ns, rf_now_ns() - req->t_start_ns);
 }
 
 /* RINGFUSE_FAULT=read_delay_ms:N (fault.c): let interrupts overtake READs. */
@@ -980,7 +980,7 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 			    "ringfuse: request of %zu bytes is shorter than its header", len);
 		/* Without a whole unique there is nobody to answer: only drop the slot. */
 		if (len < offsetof(struct fuse_in_header, unique) + sizeof(m.ih.unique)) {
-			rf_stat_add(req->stats->bad_requests, 1);
+			rf_stat_inc(req->stats->own.bad_requests, 1);
 			rf_req_drop(m.h);
 			return;
 		}

@@ -4,7 +4,8 @@
  *
  *   RINGFUSE_FAULT=name:value[,name:value...]
  *     uring_queue_fatal:Q   io-uring queue (or uring-rw worker) Q fails for good, as if
- *                           io_uring_enter had returned EIO, when its first request arrives
+ *                           io_uring_enter had returned EIO, when the first READ request
+ *                           reaches it (so a mount starts and runs until a file is read)
  *     read_delay_ms:N       every READ waits N ms between arriving and being dispatched, so
  *                           an interrupt can overtake it on any transport
  *

@@ -15,8 +15,8 @@
  * debugging.
  *
  * A body that does not fit the reply area is not truncated: the kernel gets EIO and the
- * caller -ERANGE. Counters touched here may be updated from any thread (deferred replies),
- * hence rf_stat_add().
+ * caller -ERANGE. Replies are counted by the transports (on the thread that owns the queue);
+ * refused ones here, in the shared half of the counters, since any thread may make them.
  *
  * Also here: the request accessors, and rf_req_begin() which opens a request's life.
  */
@@ -46,9 +46,9 @@ rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *i
 	req->ctx.umask = 0;
 	if (!req->stats)
 		req->stats = &se->dev_stats;
-	rf_stat_add(req->stats->requests, 1);
+	rf_stat_inc(req->stats->own.requests, 1);
 	if (ih->opcode < RF_STATS_OPCODES)
-		rf_stat_add(req->stats->by_opcode[ih->opcode], 1);
+		rf_stat_inc(req->stats->own.by_opcode[ih->opcode], 1);
 	req->t_start_ns = rf_now_ns();
 	req->io_inline = false;
 	/* interrupted_unique is left alone: it only ever matches the unique it was set for. */
@@ -175,7 +175,7 @@ static rf_req *claim(const rf_req *h, int *err)
 	do {
 		if (rf_life_tag(life) != tag || rf_life_state(life) != RF_REQ_ACTIVE) {
 			if (req->stats)
-				rf_stat_add(req->stats->dup_replies, 1);
+				rf_stat_add_shared(req->stats->shared.dup_replies, 1);
 			rf_log_once(
 				RF_LOG_WARN,
 				"ringfuse: a request was answered twice, or after its slot moved "
@@ -214,24 +214,19 @@ static bool no_reply_op(uint32_t opcode)
 	       opcode == FUSE_NOTIFY_REPLY;
 }
 
-/* Hand a claimed request to its transport. req must not be touched afterwards. */
+/* Hand a claimed request to its transport, which counts it. req must not be touched
+ * afterwards. */
 static int send_claimed(rf_req *req, int error, size_t len)
 {
 	rf_session *se = req->se;
-	struct rf_queue_stats *st = req->stats;
 
-	/* An INTERRUPT is answered only to ask for it again (EAGAIN); otherwise it, like the
-	 * other no-reply opcodes, is just finished: the kernel would reject an answer. */
-	if (no_reply_op(req->opcode) && !(req->opcode == FUSE_INTERRUPT && error == -EAGAIN)) {
+	/* The kernel rejects any answer to these: they are just finished. */
+	if (no_reply_op(req->opcode)) {
 		if (se && se->opts.debug)
 			rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " (no reply)", req->unique);
 		req->rops->drop(req);
 		return 0;
 	}
-	rf_stat_add(st->commits, 1);
-	if (error)
-		rf_stat_add(st->errors, 1);
-	rf_stat_add(st->bytes_out, len);
 	if (se && se->opts.debug) {
 		if (error)
 			rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " error %d (%s)", req->unique,

@@ -42,6 +42,15 @@ struct rf_reply_ops {
 	int (*io_submit)(rf_req *req);
 };
 
+/* The counters of one queue (see rf_stat_inc): own, written by the queue's thread; shared, by
+ * any thread with atomic adds. Readers add both. The cache line where the halves meet holds
+ * only own's last counters and shared's first ones (requests, by_opcode), which nobody but the
+ * owner writes: no false sharing. */
+struct rf_qstats {
+	struct rf_queue_stats own;
+	struct rf_queue_stats shared;
+};
+
 /* One backend operation of a request (rf_io_*), stored in the request: no allocation. */
 enum rf_io_op { RF_IO_READ, RF_IO_WRITE, RF_IO_FSYNC, RF_IO_FALLOCATE, RF_IO_STATX, RF_IO_OPENAT };
 
@@ -108,7 +117,7 @@ struct rf_req {
 	char *out; /* reply body area, out_cap bytes, owned by the request */
 	size_t out_cap;
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
-	struct rf_queue_stats *stats;	     /* counters of the queue that received it */
+	struct rf_qstats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
 	bool io_inline;	 /* rf_io_inline(): backend I/O runs on the calling thread */
 	rf_req *next;	 /* transport-private list link (deferred replies) */
@@ -165,14 +174,19 @@ static inline rf_req *rf_req_of(const rf_req *h)
 	return req;
 }
 
-/* The transport behind a session, chosen after FUSE_INIT. */
+/* The transport behind a session, chosen after FUSE_INIT. How a session ends, and what each
+ * step must guarantee, is written down in lib/transport/README.md. */
 struct rf_transport {
 	const char *name;
 	/* Start serving after the INIT reply was written. Returns 0 or -errno. */
 	int (*start)(rf_session *se);
-	/* Ask every queue thread to finish (connection ending). Idempotent, any thread. */
+	/* Clean stop, connection still alive: deliver what exists (replies made or still owed,
+	 * backend I/O in flight) until deadline_ns (CLOCK_MONOTONIC). Session thread. */
+	void (*drain)(rf_session *se, uint64_t deadline_ns);
+	/* Ask every queue thread to finish. Idempotent, any thread. */
 	void (*stop)(rf_session *se);
-	/* Join threads and free everything start() created. */
+	/* Join threads and free everything start() created; afterwards none of the transport's
+	 * threads uses /dev/fuse, and its own fds are closed or retired. */
 	void (*destroy)(rf_session *se);
 };
 
@@ -196,6 +210,7 @@ struct rf_opts {
 	unsigned int uring_spin_us;
 	unsigned int uring_queues; /* 0: one per possible CPU (the kernel requires that) */
 	unsigned int threads;	   /* dev workers; 0: one per online CPU */
+	unsigned int drain_ms;	   /* clean stop: how long to wait for replies still owed */
 	char *extra;		   /* "-o" options the library did not consume, comma separated */
 	uint64_t queried_mask;	   /* bit i: the i-th extra option was asked for */
 	unsigned long mount_flags; /* MS_* for mount(2) */
@@ -246,19 +261,21 @@ struct rf_session {
 	void *tp_data;
 
 	_Atomic bool exiting;
-	_Atomic bool conn_gone;	  /* the kernel ended the connection (unmount, abort) */
-	_Atomic bool initialized; /* INIT answered */
-	bool uring_possible;	  /* the probe found io-uring usable for FUSE */
-	int exit_status;	  /* 0 or -errno returned by rf_session_run() */
+	_Atomic bool conn_gone;		    /* the kernel ended the connection (unmount, abort) */
+	_Atomic bool failed;		    /* ending on an error (rf_session_fail): no drain */
+	_Atomic uint64_t drain_deadline_ns; /* set when the stop begins; 0 before */
+	_Atomic bool initialized;	    /* INIT answered */
+	bool uring_possible;		    /* the probe found io-uring usable for FUSE */
+	_Atomic int exit_status;	    /* 0 or -errno returned by rf_session_run() */
 	pthread_t main_thread;
 	bool destroyed;	      /* ops.destroy ran */
 	pthread_mutex_t lock; /* guards the registries below (setup/teardown only) */
 
-	struct rf_queue_stats dev_stats; /* requests served by the main /dev/fuse reader */
-	struct rf_queue_stats *qstats[RF_MAX_QUEUES];
+	struct rf_qstats dev_stats; /* requests served by the main /dev/fuse reader */
+	struct rf_qstats *qstats[RF_MAX_QUEUES];
 	unsigned int nqueues;
-	struct rf_queue_stats *retired; /* counters of queues whose threads have ended */
-	struct rf_req_table *tables;	/* grown as needed: transports add entries at run time */
+	struct rf_qstats *retired;   /* counters of queues whose threads have ended */
+	struct rf_req_table *tables; /* grown as needed: transports add entries at run time */
 	size_t ntables, tables_cap;
 	struct rf_intr intr;
 };
@@ -306,7 +323,7 @@ void rf_io_complete(rf_req *req, int res);
 /* What every session has, mounted or in memory: set up after calloc, freed before free. */
 void rf_session_init_core(rf_session *se);
 void rf_session_free_core(rf_session *se);
-void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st);
+void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_qstats *st);
 /* A queue's thread is about to free its counters: keep a copy readable by the session. */
 void rf_session_retire_queue(rf_session *se, unsigned int idx);
 /* Let the interrupt scanner see count request objects, stride bytes apart, from first on. Any
@@ -340,12 +357,29 @@ static inline bool rf_intr_take(rf_session *se, rf_req *req)
 void rf_session_poll_signals(rf_session *se);
 /* The connection is gone (ENODEV/ENOTCONN seen by any thread): begin shutdown. */
 void rf_session_conn_lost(rf_session *se);
+/* Something the session cannot do without failed (a queue died): log the line, end the
+ * session without a drain, exit status err (the first error wins). Any thread. */
+void rf_session_fail(rf_session *se, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* When the drain of a stop ends (fixed by the first caller): now + drain_ms on a clean stop,
+ * now when the connection is gone or the session failed. */
+uint64_t rf_session_drain_deadline(rf_session *se);
+/* Replace fd by /dev/null: the /dev/fuse file behind it is released (the last release
+ * aborts the connection), and the number stays taken, so a late writer cannot hit a file
+ * opened meanwhile. Close it once no thread can use it any more. */
+void rf_retire_fd(int fd);
 /* The classic read-dispatch-write loop on one /dev/fuse fd (shared by the dev transport and
  * the side channel of the io-uring transports). Returns when the connection ends or the
- * session exits. Allocates its own read buffers of se->dev_bufsize bytes. */
-int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats);
+ * session exits, after draining; *leaked: a handler still owes a reply, which it may write
+ * to fd at any time (keep the fd number from reuse). Allocates its own read buffers of
+ * se->dev_bufsize bytes. */
+int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats, bool *leaked);
 /* Write one message (header + body) to /dev/fuse; returns 0 or -errno. */
 int rf_dev_write(int fd, const struct iovec *iov, int iovcnt);
+
+/* ---- stats.c ---- */
+/* Every counter of the session summed (for tests and the library's own checks). */
+struct rf_queue_stats rf_session_totals(rf_session *se);
 
 /* ---- opts.c ---- */
 /* Fill se->opts, mountpoint, source, progname. Returns 0, 1 (help/version printed) or -errno. */
@@ -369,7 +403,7 @@ bool rf_mount_still_there(const rf_session *se);
 
 /* ---- fault.c: fault injection for tests (RINGFUSE_FAULT, read once) ---- */
 struct rf_faults {
-	int uring_queue_fatal;	    /* queue index + 1 that fails at its first request; 0: none */
+	int uring_queue_fatal;	    /* queue index + 1 that fails at its first READ; 0: none */
 	unsigned int read_delay_ms; /* READs wait this long before dispatch */
 };
 extern struct rf_faults rf_faults;
@@ -409,11 +443,33 @@ int rf_probe_uring_usable(const struct rf_probe *p, char *why, size_t whylen);
 int rf_probe_enable_uring(void);
 
 /*
- * Counters are written by the queue that owns them and, for deferred replies, by foreign
- * threads; a relaxed atomic add on a core-local line costs a few cycles and keeps readers exact.
+ * Counters. Each queue's are written by the thread that owns the queue only (rf_stat_inc: a
+ * relaxed load and store, no locked instruction on the request path; readers on other threads
+ * load them relaxed, so a snapshot is exact per counter). What other threads count, rare by
+ * design (duplicate replies; on the dev transport replies written by a thread that is not the
+ * reader), goes into the queue's shared half with an atomic add. Deferred replies of the
+ * io-uring transports are counted by the queue thread when it commits them.
  */
-#define rf_stat_add(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
-#define rf_stat_get(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define rf_stat_inc(field, n)                                                                   \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (uint64_t)(n), \
+			 __ATOMIC_RELAXED)
+#define rf_stat_add_shared(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+#define rf_stat_get(field)	     __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* A reply that left the process: commits, errors and bytes_out of st (own or shared half). */
+static inline void rf_stat_reply(struct rf_queue_stats *st, int error, size_t len, bool owner)
+{
+	if (owner) {
+		rf_stat_inc(st->commits, 1);
+		rf_stat_inc(st->errors, error != 0);
+		rf_stat_inc(st->bytes_out, len);
+	} else {
+		rf_stat_add_shared(st->commits, 1);
+		if (error)
+			rf_stat_add_shared(st->errors, 1);
+		rf_stat_add_shared(st->bytes_out, len);
+	}
+}
 
 /* ---- time ---- */
 static inline uint64_t rf_now_ns(void)

@@ -43,6 +43,7 @@ int main(int argc, char *argv[])
 		}
 	}
 	ret = rf_session_run(se);
+	hooks_after_run();
 out:
 	defer_stop();
 	ctl_close();

@@ -416,6 +416,8 @@ void hooks_wrap(struct rf_ops *ops);
 int hooks_configure(rf_session *se);
 /* Let lookups blocked by test_block go on (the control socket's "release"). */
 void hooks_release(void);
+/* After rf_session_run(): test_linger_ms. */
+void hooks_after_run(void);
 void hooks_free(void);
 
 #endif /* MEMFS_H */

@@ -12,6 +12,9 @@
  *                          lookups, getattrs and reads, wherever their requests sit
  *   test_reply_none=NAME   a lookup of NAME is finished with rf_reply_none(), which a lookup
  *                          does not allow
+ *   test_linger_ms=N       after rf_session_run() returns, wait N ms before anything else
+ *                          (deferred replies still owed come after that), as a program that
+ *                          goes on with other work would
  *   test_log_interrupts    only what all of them do:
  *
  * With any of them, every call of ops.interrupt is logged on stderr as
@@ -27,6 +30,7 @@ static struct rf_ops inner; /* the table the hooks wrap */
 
 static struct {
 	char *block, *stale, *reply_none; /* the names, or NULL */
+	unsigned int linger_ms;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	bool released; /* under lock */
@@ -147,7 +151,27 @@ int hooks_configure(rf_session *se)
 	if (!err)
 		err = take(se, "test_reply_none", &hk.reply_none);
 	rf_session_opt(se, "test_log_interrupts"); /* a flag: asking is taking it */
+	if (!err) {
+		const char *v = rf_session_opt(se, "test_linger_ms");
+		char *end;
+
+		if (v) {
+			unsigned long ms = strtoul(v, &end, 10);
+
+			if (!*v || *end || ms > 60000) {
+				fprintf(stderr, "memfs: bad test_linger_ms=%s\n", v);
+				return -EINVAL;
+			}
+			hk.linger_ms = (unsigned int)ms;
+		}
+	}
 	return err;
+}
+
+void hooks_after_run(void)
+{
+	if (hk.linger_ms)
+		usleep(hk.linger_ms * 1000u);
 }
 
 void hooks_free(void)

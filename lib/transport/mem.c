@@ -21,6 +21,9 @@
 struct mem_slot {
 	rf_req req;
 	struct mem_transport *mt;
+	/* Counters of the requests fed into this slot: one feeding thread at a time owns them
+	 * (slot_get/slot_put hand the slot over under the lock), so several threads may feed. */
+	struct rf_qstats stats;
 	bool busy;		  /* holds a request that has not been answered */
 	bool feeding;		  /* the feed call that dispatched it has not returned yet */
 	bool answered;		  /* answered while feeding */
@@ -69,6 +72,8 @@ static void finish(rf_req *req, bool replied, int error, size_t len)
 	struct mem_slot *s = req->chan;
 	struct mem_transport *mt = s->mt;
 
+	if (replied)
+		rf_stat_reply(&s->stats.shared, error, len, false);
 	/*
 	 * Memory sessions have no transport to start: INIT negotiation picks one for a real
 	 * connection, and the dispatcher starts it right after this reply is sent. Clear the
@@ -199,8 +204,9 @@ rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *
 		s->req.se = se;
 		s->req.rops = &mem_rops;
 		s->req.chan = s;
-		s->req.queue = 0;
-		s->req.stats = &se->dev_stats;
+		s->req.queue = i;
+		s->req.stats = &s->stats;
+		rf_session_register_queue(se, i, &s->stats);
 	}
 	if (rf_session_register_reqs(se, &mt->slots[0].req, RF_MEM_SLOTS, sizeof(struct mem_slot)) <
 	    0) {
@@ -264,7 +270,6 @@ static int slot_get(struct mem_transport *mt, struct rf_mem_reply *out, struct m
 	s->cap = out;
 	s->req.out = s->out;
 	s->req.out_cap = mt->out_cap;
-	s->req.stats = &mt->se->dev_stats;
 	mt->pending++;
 	pthread_mutex_unlock(&mt->lock);
 	if (out) {

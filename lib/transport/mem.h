@@ -8,7 +8,8 @@
  * just as on a real connection, so the first message fed should be a FUSE_INIT.
  *
  * Requests in flight live in a small fixed pool of slots (RF_MEM_SLOTS); feeding a request
- * while every slot is held by a deferred reply fails with -EBUSY.
+ * while every slot is held by a deferred reply fails with -EBUSY. Each slot counts as a queue
+ * in the statistics (rf_req_queue() is the slot's index).
  */
 #ifndef RINGFUSE_TRANSPORT_MEM_H
 #define RINGFUSE_TRANSPORT_MEM_H

@@ -610,7 +610,7 @@ static size_t strs(char *buf, int n, ...)
 
 static uint64_t bad_count(void)
 {
-	return rf_stat_get(se->dev_stats.bad_requests);
+	return rf_session_totals(se).bad_requests;
 }
 
 static bool replied_err(int err)
@@ -1190,14 +1190,14 @@ static void test_replies(void)
 	struct rf_entry_param e = sample_entry(1, S_IFDIR | 0755);
 	struct stat st = sample_stat(42, S_IFREG | 0644);
 	char buf[256];
-	uint64_t dup = rf_stat_get(se->dev_stats.dup_replies);
+	uint64_t dup = rf_session_totals(se).dup_replies;
 	char big[5001];
 	size_t n;
 
 	feed(CLASSIC, FUSE_ACCESS, 9, &ai, sizeof(ai), NULL, 0);
 	CHECK(replied_ok(0) && rec.second_reply == -EALREADY,
 	      "second reply refused with -EALREADY, one answer sent");
-	CHECK(rf_stat_get(se->dev_stats.dup_replies) == dup + 1, "duplicate reply counted");
+	CHECK(rf_session_totals(se).dup_replies == dup + 1, "duplicate reply counted");
 
 	/* Direntry layout, byte by byte. */
 	memset(buf, 0xee, sizeof(buf));
@@ -1254,7 +1254,7 @@ static void test_deferred_and_interrupt(void)
 	struct fuse_interrupt_in ii;
 	struct rf_mem_reply *last = malloc(sizeof(*last));
 	unsigned long before = rf_mem_replies(se);
-	uint64_t deferred = rf_stat_get(se->dev_stats.deferred);
+	uint64_t deferred = rf_session_totals(se).deferred;
 	uint64_t target;
 	pthread_t t;
 	int ret;
@@ -1265,7 +1265,7 @@ static void test_deferred_and_interrupt(void)
 	CHECK(ret == 0 && saved && R.count == 0 && rf_mem_pending(se) == 1 &&
 		      rec.fi.lock_owner == 9 && rec.fi.flush,
 	      "deferred FLUSH: feed returns 0 and the request stays pending");
-	CHECK(rf_stat_get(se->dev_stats.deferred) == deferred + 1, "deferred reply counted");
+	CHECK(rf_session_totals(se).deferred == deferred + 1, "deferred reply counted");
 	CHECK(!rf_req_interrupted(saved), "not interrupted yet");
 
 	ii.unique = target;

@@ -93,7 +93,7 @@ static void fs_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_f
 }
 
 /* Calls of ops.interrupt per request (by unique), for the race below. */
-#define RACE_ROUNDS 20000
+#define RACE_ROUNDS 50000
 #define RACE_BASE   1000000 /* uniques of the race, away from the others */
 static _Atomic unsigned char intr_calls[2 * RACE_ROUNDS + 64];
 static _Atomic unsigned long intr_calls_elsewhere;
@@ -338,6 +338,15 @@ struct racer {
 
 static struct racer race;
 
+/* Wait for *v == want: spin (the race needs both threads running at once), but yield after a
+ * while, as the machine may have fewer free CPUs than threads. */
+static void await(_Atomic unsigned int *v, unsigned int want)
+{
+	for (unsigned int n = 0; atomic_load(v) != want; n++)
+		if (n > 20000)
+			sched_yield();
+}
+
 static void race_feed(uint32_t opcode, uint64_t unique, const void *arg, size_t arglen)
 {
 	_Alignas(8) unsigned char buf[128];
@@ -360,8 +369,7 @@ static void *interrupter(void *arg)
 	for (unsigned int round = 1; round <= RACE_ROUNDS; round++) {
 		struct fuse_interrupt_in ii;
 
-		while (atomic_load(&race.go) != round)
-			;
+		await(&race.go, round);
 		ii.unique = race.unique;
 		race_feed(FUSE_INTERRUPT, race.unique + 1, &ii, sizeof(ii));
 		atomic_store(&race.done, round);
@@ -384,8 +392,7 @@ static void test_interrupt_race(void)
 		if (round & 1)
 			sched_yield(); /* sometimes the interrupt goes first, sometimes not */
 		race_feed(FUSE_GETATTR, race.unique, &gi, sizeof(gi));
-		while (atomic_load(&race.done) != round)
-			;
+		await(&race.done, round);
 		if (!rf_req_interrupted(held))
 			missed++;
 		rf_reply_err(held, EINTR);

@@ -442,8 +442,8 @@ int main(void)
 
 	{
 		unsigned long zero = 0, twice = 0;
-		uint64_t dups = rf_stat_get(se->dev_stats.dup_replies);
-		uint64_t deferred = rf_stat_get(se->dev_stats.deferred);
+		uint64_t dups = rf_session_totals(se).dup_replies;
+		uint64_t deferred = rf_session_totals(se).deferred;
 
 		for (uint64_t id = 1; id <= n; id++) {
 			unsigned char w = atomic_load(&wins[id]);
