@@ -44,6 +44,10 @@
  * handler for long, and a full set gives up its oldest entry anyway. */
 #define RF_INTR_MAX_AGE_NS (60ull * 1000 * 1000 * 1000)
 
+#if defined(__SANITIZE_THREAD__)
+_Atomic unsigned int rf_fence_word;
+#endif
+
 /* ---- the registry ---- */
 
 int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
@@ -103,10 +107,10 @@ static rf_req *scan(rf_session *se, uint64_t unique, rf_req **h)
 			rf_req *r = (rf_req *)((char *)tb->first + i * tb->stride);
 			uint32_t life = atomic_load_explicit(&r->life, memory_order_acquire);
 
+			/* Acquire: the generation is read again after the unique. */
 			if (rf_life_state(life) != RF_REQ_ACTIVE ||
-			    __atomic_load_n(&r->unique, __ATOMIC_RELAXED) != unique)
+			    __atomic_load_n(&r->unique, __ATOMIC_ACQUIRE) != unique)
 				continue;
-			atomic_thread_fence(memory_order_acquire);
 			if (atomic_load_explicit(&r->life, memory_order_relaxed) != life)
 				continue; /* it moved on: that request was answered */
 			found = r;
@@ -181,7 +185,7 @@ static void heavy_barrier(rf_session *se)
 {
 	if (!se->intr.membarrier ||
 	    syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-		atomic_thread_fence(memory_order_seq_cst);
+		rf_full_fence();
 }
 
 void rf_intr_setup(rf_session *se)
@@ -205,7 +209,7 @@ bool rf_intr_take_slow(rf_session *se, rf_req *req)
 	bool got = false;
 
 	if (atomic_load_explicit(&se->intr.npending, memory_order_relaxed) & RF_INTR_FENCE_BIT) {
-		atomic_thread_fence(memory_order_seq_cst);
+		rf_full_fence();
 		if (!(atomic_load_explicit(&se->intr.npending, memory_order_relaxed) &
 		      ~RF_INTR_FENCE_BIT))
 			return false;

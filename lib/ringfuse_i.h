@@ -332,6 +332,14 @@ int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t
 void rf_session_unregister_reqs(rf_session *se, rf_req *first);
 
 /* ---- interrupt.c ---- */
+#if defined(__SANITIZE_THREAD__)
+/* gcc's ThreadSanitizer does not model fences (-Wtsan): a seq_cst read-modify-write stands
+ * in for it there (a full barrier on x86 all the same). */
+extern _Atomic unsigned int rf_fence_word;
+#define rf_full_fence() atomic_fetch_add_explicit(&rf_fence_word, 0, memory_order_seq_cst)
+#else
+#define rf_full_fence() atomic_thread_fence(memory_order_seq_cst)
+#endif
 /* Register for the barrier interrupts use (after any fork: it is per process image). */
 void rf_intr_setup(rf_session *se);
 /* FUSE_INTERRUPT for unique: marks the target if it is in a handler and returns its handle,
