@@ -31,7 +31,7 @@
 struct dev_loop;
 
 struct dev_slot {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	struct dev_loop *loop;
 	char *in;		    /* dev_bufsize bytes: the request as read */
 	struct fuse_out_header *oh; /* reply header, immediately followed by the body */

@@ -270,9 +270,9 @@ static void do_batch_forget(struct msg *m)
 	TRACE(m, "count %" PRIu32, count);
 	if (se->ops.forget && count) {
 		/* Each forget callback answers its own stand-in before returning; the batch
-		 * itself is dropped once, below. One stand-in for all: it is a page (request
-		 * objects are RF_REQ_ALIGN aligned), and only its node id and state change. */
-		rf_req d = {
+		 * itself is dropped once, below. One stand-in for all (only its node id and
+		 * state change): it is aligned like every request object. */
+		RF_REQ_ALIGNED rf_req d = {
 			.se = se,
 			.rops = &batch_rops,
 			.queue = m->req->queue,

@@ -54,6 +54,11 @@ int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t
 {
 	int ret = 0;
 
+	if (((uintptr_t)first | stride) & RF_REQ_TAG_MASK) {
+		rf_log(RF_LOG_ERR, "ringfuse: request objects not aligned to %d bytes",
+		       RF_REQ_ALIGN);
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&se->lock);
 	if (se->ntables == se->tables_cap) {
 		size_t cap = se->tables_cap ? se->tables_cap * 2 : 64;

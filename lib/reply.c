@@ -22,6 +22,7 @@
  */
 #include "ringfuse_i.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 
 rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih)
 {
+	assert(((uintptr_t)req & RF_REQ_TAG_MASK) == 0); /* RF_REQ_ALIGNED */
 	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
 	uint32_t next = (((life >> RF_LIFE_GEN_SHIFT) + 1) << RF_LIFE_GEN_SHIFT) | RF_REQ_ACTIVE;
 

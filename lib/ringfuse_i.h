@@ -82,8 +82,13 @@ struct rf_io {
  * refuses a stale one; internal code passes real pointers. The tag holds 12 bits: a stale
  * handle is recognised unless its object served exactly a multiple of 4096 requests since.
  * Plain address bits, so it works the same on 32-bit systems.
+ *
+ * Every rf_req is declared RF_REQ_ALIGNED (a slot struct's first member, a stand-in on the
+ * stack), so the slot's own fields follow the rf_req on the same page instead of after a
+ * page of padding; rf_session_register_reqs() refuses a misaligned table.
  */
 #define RF_REQ_ALIGN	4096
+#define RF_REQ_ALIGNED	_Alignas(RF_REQ_ALIGN)
 #define RF_REQ_TAG_MASK ((uintptr_t)RF_REQ_ALIGN - 1)
 
 /* Life of a request object: the low bits of rf_req.life. */
@@ -103,7 +108,7 @@ enum rf_req_state {
 
 struct rf_req {
 	/* Generation, I/O bit and state; the generation changes when a request begins. */
-	_Alignas(RF_REQ_ALIGN) _Atomic uint32_t life;
+	_Atomic uint32_t life;
 	uint32_t opcode;
 	rf_session *se;
 	const struct rf_reply_ops *rops;

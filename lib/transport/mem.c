@@ -19,7 +19,7 @@
 #include <string.h>
 
 struct mem_slot {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	struct mem_transport *mt;
 	/* Counters of the requests fed into this slot: one feeding thread at a time owns them
 	 * (slot_get/slot_put hand the slot over under the lock), so several threads may feed. */

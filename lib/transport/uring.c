@@ -96,7 +96,7 @@ enum ent_state { ENT_IDLE, ENT_KERNEL, ENT_USER, ENT_RETRY, ENT_DEAD };
 struct uring_queue;
 
 struct ring_ent {
-	rf_req req; /* handed to the dispatcher; req.chan points back here */
+	RF_REQ_ALIGNED rf_req req; /* handed to the dispatcher; req.chan points back here */
 	struct uring_queue *q;
 	struct fuse_uring_req_header *hdr;
 	char *payload;

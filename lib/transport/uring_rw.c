@@ -72,7 +72,7 @@ enum slot_state { SLOT_READING, SLOT_USER, SLOT_WRITING, SLOT_DEAD };
 struct rw_worker;
 
 struct rw_slot {
-	rf_req req; /* req.chan points back here */
+	RF_REQ_ALIGNED rf_req req; /* req.chan points back here */
 	struct rw_worker *w;
 	char *in;		    /* the request as read */
 	struct fuse_out_header *oh; /* reply header, immediately followed by the body */

@@ -502,7 +502,7 @@ static int feed_direct(rf_session *se, const struct fuse_in_header *ih, const vo
 		       const void *op_in, size_t op_in_len, const void *payload, size_t payload_len,
 		       bool split, size_t out_cap)
 {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	int answered;
 
 	if (split && payload_len > out_cap)

@@ -1401,7 +1401,7 @@ static void test_errno_range(void)
 
 static void test_getgroups(void)
 {
-	rf_req r;
+	RF_REQ_ALIGNED rf_req r; /* as every request object */
 	gid_t mine[256], got[256];
 	int n = getgroups(256, mine);
 	int m;

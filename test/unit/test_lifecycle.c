@@ -425,8 +425,10 @@ static void test_interrupt_race(void)
 /* The interrupt scanner sees requests in every table, however many there are. */
 static void test_many_tables(void)
 {
-	rf_req *dummies = aligned_alloc(RF_REQ_ALIGN, MANY_TABLES * sizeof(rf_req));
-	rf_req *last = &dummies[MANY_TABLES - 1], *h;
+	struct dummy {
+		RF_REQ_ALIGNED rf_req req;
+	} *dummies = aligned_alloc(RF_REQ_ALIGN, MANY_TABLES * sizeof(struct dummy));
+	rf_req *last = &dummies[MANY_TABLES - 1].req, *h;
 	struct fuse_in_header ih = {.opcode = FUSE_GETATTR, .unique = 999999, .nodeid = 2};
 	struct fuse_interrupt_in ii = {.unique = ih.unique};
 	int ret, ok = 1;
@@ -435,9 +437,9 @@ static void test_many_tables(void)
 		CHECK(0, "out of memory");
 		return;
 	}
-	memset(dummies, 0, MANY_TABLES * sizeof(rf_req));
+	memset(dummies, 0, MANY_TABLES * sizeof(struct dummy));
 	for (int i = 0; i < MANY_TABLES; i++)
-		ok &= rf_session_register_reqs(se, &dummies[i], 1, sizeof(rf_req)) == 0;
+		ok &= rf_session_register_reqs(se, &dummies[i].req, 1, sizeof(struct dummy)) == 0;
 	CHECK(ok, "%d more request tables registered", MANY_TABLES);
 	/* A request in the last table, as a transport would begin it. */
 	last->stats = &se->dev_stats;
@@ -447,7 +449,7 @@ static void test_many_tables(void)
 	      MANY_TABLES + 1);
 	rf_req_set_free(last);
 	for (int i = 0; i < MANY_TABLES; i++)
-		rf_session_unregister_reqs(se, &dummies[i]);
+		rf_session_unregister_reqs(se, &dummies[i].req);
 	free(dummies);
 }
 
