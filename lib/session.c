@@ -161,27 +161,24 @@ void rf_session_fail(rf_session *se, int err, const char *fmt, ...)
 
 uint64_t rf_session_drain_deadline(rf_session *se)
 {
-	uint64_t d = atomic_load(&se->drain_deadline_ns), now;
+	uint64_t d = atomic_load(&se->drain_deadline_ns), none = 0;
 
 	if (d)
 		return d;
-	now = rf_now_ns();
-	d = now;
+	/* Nothing to wait for once the kernel ended the connection or the session failed. */
+	d = rf_now_ns();
 	if (!atomic_load(&se->conn_gone) && !atomic_load(&se->failed))
 		d += (uint64_t)se->opts.drain_ms * 1000000ull;
-	if (!d)
-		d = 1;
-	uint64_t none = 0;
-
 	return atomic_compare_exchange_strong(&se->drain_deadline_ns, &none, d) ? d : none;
 }
 
 void rf_retire_fd(int fd)
 {
-	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int null;
 
 	if (fd < 0)
 		return;
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (null < 0 || dup3(null, fd, O_CLOEXEC) < 0) {
 		/* No /dev/null to stand in: closing is the next best thing. */
 		rf_log(RF_LOG_WARN, "ringfuse: cannot retire fd %d: %s", fd, strerror(errno));
