@@ -129,14 +129,17 @@ int rf_embed_fd(const rf_session *se)
 void rf_embed_unmount(rf_session *se)
 {
 	rf_unmount(se);
+	/* As at the end of rf_session_run(): the connection ends here, and the number stays on
+	 * /dev/null until the session is destroyed, for late replies (lib/transport/README.md). */
 	if (se->fd >= 0) {
-		close(se->fd);
-		se->fd = -1;
+		atomic_store(&se->conn_gone, true);
+		rf_retire_fd(se->fd);
 	}
 }
 
 int rf_embed_serve(rf_session *se, bool one_thread)
 {
+	bool leaked = false;
 	int ret = 0;
 
 	if (se->fd < 0)
@@ -145,15 +148,21 @@ int rf_embed_serve(rf_session *se, bool one_thread)
 	install_wake(se);
 	atomic_store(&serving, se);
 	if (!atomic_load(&se->exiting))
-		ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats);
+		ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats, &leaked);
 	atomic_store(&serving, NULL);
-	if (ret < 0 && !se->exit_status)
-		se->exit_status = ret;
+	if (ret < 0) {
+		int none = 0;
+
+		atomic_compare_exchange_strong(&se->exit_status, &none, ret);
+	}
+	/* As rf_session_run(): a clean stop delivers what is still owed first. */
+	if (!atomic_load(&se->conn_gone) && !atomic_load(&se->failed) && se->tp && se->tp->drain)
+		se->tp->drain(se, rf_session_drain_deadline(se));
 	if (se->tp && se->tp->stop)
 		se->tp->stop(se);
 	if (se->tp && se->tp->destroy)
 		se->tp->destroy(se);
-	return se->exit_status;
+	return atomic_load(&se->exit_status);
 }
 
 void rf_embed_exit(rf_session *se)
@@ -193,7 +202,7 @@ void rf_embed_destroy(rf_session *se)
 #define CHAN_DRAIN_TRIES 100 /* x 10 ms */
 
 struct chan_slot {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	struct rf_embed_chan *ch;
 	struct chan_slot *next_free;
 	struct fuse_out_header *oh; /* reply header, the body follows it */
@@ -222,7 +231,7 @@ static void slot_put(struct chan_slot *s)
 {
 	struct rf_embed_chan *ch = s->ch;
 
-	atomic_store_explicit(&s->req.state, RF_REQ_FREE, memory_order_relaxed);
+	rf_req_set_free(&s->req);
 	pthread_mutex_lock(&ch->lock);
 	s->next_free = ch->free;
 	ch->free = s;
@@ -240,7 +249,9 @@ static int chan_send(rf_req *req, int error, size_t len)
 	s->oh->error = error;
 	s->oh->len = (uint32_t)iov.iov_len;
 	ret = rf_dev_write(s->ch->se->fd, &iov, 1);
-	rf_stat_add(req->stats->enters, 1);
+	/* Any thread may reply (the caller's loop may defer): the shared counters. */
+	rf_stat_reply(&req->stats->shared, error, len, false);
+	rf_stat_add_shared(req->stats->shared.enters, 1);
 	/* ENOENT: the request was interrupted and is gone; nothing is lost. */
 	if (ret < 0 && ret != -ENOENT && ret != -ENODEV && ret != -ENOTCONN)
 		rf_log_once(RF_LOG_WARN, "ringfuse: writing a reply to /dev/fuse failed: %s",
@@ -259,11 +270,14 @@ static const struct rf_reply_ops chan_reply_ops = {.send = chan_send, .drop = ch
 /* Called with the lock held. */
 static int chan_grow(struct rf_embed_chan *ch)
 {
-	struct chan_chunk *c = calloc(1, sizeof(*c));
+	/* Request objects are aligned (their handles carry a generation in the low bits). */
+	size_t size = (sizeof(struct chan_chunk) + RF_REQ_ALIGN - 1) / RF_REQ_ALIGN * RF_REQ_ALIGN;
+	struct chan_chunk *c = aligned_alloc(RF_REQ_ALIGN, size);
 	rf_session *se = ch->se;
 
 	if (!c)
 		return -ENOMEM;
+	memset(c, 0, size);
 	for (int i = 0; i < CHAN_CHUNK; i++) {
 		struct chan_slot *s = &c->slot[i];
 		void *area = mmap(NULL, area_size(ch), PROT_READ | PROT_WRITE,
@@ -286,9 +300,15 @@ static int chan_grow(struct rf_embed_chan *ch)
 		s->next_free = ch->free;
 		ch->free = s;
 	}
+	if (rf_session_register_reqs(se, &c->slot[0].req, CHAN_CHUNK, sizeof(c->slot[0])) < 0) {
+		for (int i = 0; i < CHAN_CHUNK; i++)
+			munmap(c->slot[i].oh, area_size(ch));
+		ch->free = c->slot[0].next_free; /* the chunk's slots were pushed in order */
+		free(c);
+		return -ENOMEM;
+	}
 	c->next = ch->chunks;
 	ch->chunks = c;
-	rf_session_register_reqs(se, &c->slot[0].req, CHAN_CHUNK, sizeof(c->slot[0]));
 	return 0;
 }
 
@@ -402,7 +422,7 @@ int rf_embed_notify(rf_session *se, int code, struct iovec *iov, int iovcnt)
 
 uint64_t rf_embed_req_unique(const rf_req *req)
 {
-	return req->unique;
+	return rf_req_unique(req);
 }
 
 void rf_embed_report(rf_session *se, int fd, const char *label)

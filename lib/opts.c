@@ -59,6 +59,9 @@ static void print_help(const char *prog)
 	       "                           every CPU until the load drops (default 1)\n"
 	       "    uring_defer_taskrun=0|1  DEFER_TASKRUN on the queue rings (default 0)\n"
 	       "    threads=N              dev/uring-rw worker threads (default: online CPUs)\n"
+	       "    drain_ms=N             on a clean stop, wait up to N ms for replies still "
+	       "owed\n"
+	       "                           (default 1000, at most 60000)\n"
 	       "    stats                  print per-queue statistics at exit and on SIGUSR1\n",
 	       prog, RF_MAX_URING_DEPTH);
 }
@@ -247,6 +250,9 @@ static int parse_one(struct rf_opts *o, char *opt)
 	else if (!strcmp(opt, "threads")) {
 		ret = parse_uint(opt, val, 1, RF_MAX_QUEUES, &v);
 		o->threads = (unsigned int)v;
+	} else if (!strcmp(opt, "drain_ms")) {
+		ret = parse_uint(opt, val, 0, 60000, &v);
+		o->drain_ms = (unsigned int)v;
 	} else if (!strcmp(opt, "transport")) {
 		if (val && !strcmp(val, "auto"))
 			o->transport = RF_TP_AUTO;
@@ -318,6 +324,7 @@ void rf_opts_defaults(struct rf_opts *o)
 	 * request itself on small requests; spinning 50 us after the last completion keeps a
 	 * busy queue awake and costs nothing once the queue goes idle. */
 	o->uring_spin_us = 50;
+	o->drain_ms = 1000;
 	o->mount_flags = MS_NOSUID | MS_NODEV;
 }
 

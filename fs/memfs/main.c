@@ -17,6 +17,8 @@ int main(int argc, char *argv[])
 	}
 	if (want_defer(argc, argv))
 		defer_wrap(&ops);
+	if (want_test_hooks(argc, argv))
+		hooks_wrap(&ops);
 	se = rf_session_new(argc, argv, &ops, sizeof(ops), &fs);
 	if (!se) {
 		int usage_error = errno != 0;
@@ -29,7 +31,7 @@ int main(int argc, char *argv[])
 	/* Whether the kernel checks permissions decides whether we must: the library's word on
 	 * it, as it parsed the command line ("--" and all). */
 	fs.perm_check = !rf_session_default_permissions(se);
-	if (read_opts(se, &o) < 0 || root_create() < 0)
+	if (read_opts(se, &o) < 0 || hooks_configure(se) < 0 || root_create() < 0)
 		goto out;
 	if (defer_configure(o.defer, o.delay_us, o.delay_ops) < 0) {
 		fprintf(stderr, "memfs: bad defer_delay_ops=%s\n", o.delay_ops);
@@ -43,6 +45,7 @@ int main(int argc, char *argv[])
 		}
 	}
 	ret = rf_session_run(se);
+	hooks_after_run();
 out:
 	defer_stop();
 	ctl_close();
@@ -50,5 +53,6 @@ out:
 	fs_teardown();
 	free(o.ctl);
 	free(o.delay_ops);
+	hooks_free();
 	return ret < 0 ? 1 : 0;
 }

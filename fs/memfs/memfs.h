@@ -20,6 +20,7 @@
  *   admin.c   those changes, and the notifications that tell the kernel about them
  *   defer.c   deferred replies (-o defer=N): every request answered from a thread pool
  *   defer_ops.c  the operations that hand requests to that pool
+ *   testhooks.c  deliberate misbehaviour for the library's tests (-o test_*)
  *
  * It behaves like tmpfs and is what the transport benchmarks run against, so requests for
  * different files share no lock and the data path is a table lookup (or none) plus memcpy:
@@ -408,5 +409,17 @@ int defer_configure(unsigned int threads, uint64_t delay_us, const char *delay_o
 int defer_start(void);
 /* Answer everything still queued or held, and join the threads. */
 void defer_stop(void);
+
+/* ---- testhooks.c (test-only) ---- */
+/* Whether a -o test_* option was given: then hooks_wrap() wraps the operations table. */
+bool want_test_hooks(int argc, char *argv[]);
+void hooks_wrap(struct rf_ops *ops);
+/* Read the test_* options (prints why and fails on bad ones). */
+int hooks_configure(rf_session *se);
+/* Let lookups blocked by test_block go on (the control socket's "release"). */
+void hooks_release(void);
+/* After rf_session_run(): test_linger_ms. */
+void hooks_after_run(void);
+void hooks_free(void);
 
 #endif /* MEMFS_H */

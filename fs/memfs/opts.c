@@ -95,6 +95,10 @@ void print_help(void)
 	       "    defer_delay_us=U       with defer: hold requests U microseconds first\n"
 	       "    defer_delay_ops=A:B:.. with defer_delay_us: only these operations (default\n"
 	       "                           all but release and releasedir)\n"
+	       "    test_block=NAME, test_stale_reply=NAME, test_reply_none=NAME,\n"
+	       "    test_linger_ms=N, test_log_interrupts\n"
+	       "                           misbehave on purpose, for the library's tests\n"
+	       "                           (see fs/memfs/testhooks.c)\n"
 	       "With no_default_permissions memfs checks permissions itself; entries are then\n"
 	       "not cached (unless cache= is given) so that every path walk reaches it.\n");
 }

@@ -33,7 +33,6 @@ int main(int argc, char *argv[])
 	se = rf_session_new(argc, argv, &pt_ops, sizeof(pt_ops), &fs);
 	if (!se)
 		return errno ? 1 : 0;
-	fs.se = se;
 	/* The mountpoint as the library took it from argv ("--" and all). */
 	ret = pt_setup(se, rf_session_source(se), rf_session_mountpoint(se));
 	if (!ret)

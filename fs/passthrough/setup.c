@@ -93,7 +93,10 @@ static int open_source(const char *source)
  */
 int pt_setup(rf_session *se, const char *source, const char *mountpoint)
 {
-	int err = parse_options(se);
+	int err;
+
+	fs.se = se;
+	err = parse_options(se);
 
 	if (!err)
 		err = open_source(source);
