@@ -8,6 +8,7 @@
  *
  * Exit status 0 when every check passed, 1 otherwise; each check prints one line.
  */
+#include "check.h"
 #include "ringfuse_i.h"
 #include "transport/mem.h"
 
@@ -24,21 +25,6 @@
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		checks++;                                             \
-		if (cond) {                                           \
-			printf("ok   - ");                            \
-		} else {                                              \
-			failures++;                                   \
-			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-		}                                                     \
-		printf(__VA_ARGS__);                                  \
-		printf("\n");                                         \
-	} while (0)
 
 /* ---- a recording filesystem ---- */
 
@@ -1574,6 +1560,5 @@ int main(void)
 	test_destroy();
 	rf_mem_session_destroy(se);
 	CHECK(destroy_calls == 1, "ops.destroy ran exactly once, session destroy included");
-	printf("%d/%d checks passed\n", checks - failures, checks);
-	return failures ? 1 : 0;
+	return check_summary();
 }

@@ -7,6 +7,7 @@
  *
  * Exit status 0 when every check passed, 1 otherwise; each check prints one line.
  */
+#include "check.h"
 #include "ringfuse_i.h"
 #include "transport/mem.h"
 
@@ -18,21 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		checks++;                                             \
-		if (cond) {                                           \
-			printf("ok   - ");                            \
-		} else {                                              \
-			failures++;                                   \
-			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-		}                                                     \
-		printf(__VA_ARGS__);                                  \
-		printf("\n");                                         \
-	} while (0)
 
 /* ---- a filesystem whose behaviour each test sets ---- */
 
@@ -474,6 +460,5 @@ int main(void)
 	test_interrupt_race();
 	rf_mem_session_destroy(se);
 	free(R);
-	printf("%d/%d checks passed\n", checks - failures, checks);
-	return failures ? 1 : 0;
+	return check_summary();
 }

@@ -7,6 +7,7 @@
  *
  * Exit status 0 when every check passed, 1 otherwise; each check prints one line.
  */
+#include "check.h"
 #include "ringfuse_i.h"
 #include "transport/mem.h"
 
@@ -19,21 +20,6 @@
 #define ATTACKER     60100
 #define ATTACKER_GID 60100
 #define CLUB	     60200
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		checks++;                                             \
-		if (cond) {                                           \
-			printf("ok   - ");                            \
-		} else {                                              \
-			failures++;                                   \
-			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-		}                                                     \
-		printf(__VA_ARGS__);                                  \
-		printf("\n");                                         \
-	} while (0)
 
 static rf_session *se;
 static struct rf_mem_reply reply;
@@ -196,8 +182,7 @@ static int run(void)
 	test_groups_belong_to_the_request();
 	rf_mem_session_destroy(se);
 	pt_teardown();
-	printf("%d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_summary();
 }
 
 int main(void)

@@ -19,6 +19,7 @@
  *
  * RINGFUSE_TSAN_REQUESTS sets the number of requests (default 20000).
  */
+#include "check.h"
 #include "ringfuse_i.h"
 #include "transport/mem.h"
 
@@ -33,21 +34,6 @@
 
 #define NWORKERS 4
 #define QCAP	 64 /* > RF_MEM_SLOTS * 2: a push never waits */
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		checks++;                                             \
-		if (cond) {                                           \
-			printf("ok   - ");                            \
-		} else {                                              \
-			failures++;                                   \
-			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-		}                                                     \
-		printf(__VA_ARGS__);                                  \
-		printf("\n");                                         \
-	} while (0)
 
 /* ---- work queue to the workers ---- */
 
@@ -482,6 +468,5 @@ int main(void)
 	rf_mem_session_destroy(se);
 	free(wins);
 	free(out);
-	printf("%d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_summary();
 }
