@@ -41,7 +41,7 @@ static void create_node(rf_req *req, rf_ino parent, const char *name, enum node_
 		creds_leave(&c);
 	}
 	if (!err)
-		err = lookup_name(dir, name, &e);
+		err = lookup_name(dir, name, LOOKUP_NEW, &e);
 	if (err)
 		reply_status(req, err);
 	else

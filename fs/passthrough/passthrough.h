@@ -247,6 +247,8 @@ uint64_t key_hash(dev_t dev, ino_t ino);
 struct shard *shard_of(uint64_t h);
 int table_init(void);
 struct pt_inode *inode_get(const struct stat *st, int *fd);
+struct pt_inode *inode_find(dev_t dev, ino_t ino);
+bool inode_known(dev_t dev, ino_t ino);
 void inode_ref(struct pt_inode *in);
 void inode_put(struct pt_inode *in, uint64_t n);
 void table_clear(void);
@@ -277,7 +279,13 @@ bool is_root_object(const struct stat *st);
 bool within_source(int dirfd);
 int entry_from_fd(int fd, struct rf_entry_param *e);
 int entry_of_inode(struct pt_inode *in, struct rf_entry_param *e);
-int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e);
+/* What a lookup expects to find: decides whether it asks the table first. */
+enum lookup_hint {
+	LOOKUP_KNOWN, /* probably an inode the kernel holds already */
+	LOOKUP_NEW,   /* probably an object the table does not have (just created, say) */
+};
+int lookup_name(struct pt_inode *dir, const char *name, enum lookup_hint hint,
+		struct rf_entry_param *e);
 void reply_entry(rf_req *req, const struct rf_entry_param *e);
 void pt_lookup(rf_req *req, rf_ino parent, const char *name);
 void pt_forget(rf_req *req, rf_ino ino, uint64_t nlookup);
