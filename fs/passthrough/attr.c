@@ -62,7 +62,7 @@ static int set_mode(struct pt_inode *in, mode_t mode)
 {
 	char path[PROC_PATH_MAX];
 
-	return chmod(proc_path(in->fd, path), mode & 07777) < 0 ? neg_errno() : 0;
+	return fchmodat(proc_dir(), proc_name(in->fd, path), mode & 07777, 0) < 0 ? neg_errno() : 0;
 }
 
 /*

@@ -77,7 +77,7 @@ void pt_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname)
 	if (!err)
 		err = creds_enter(req, &c);
 	if (!err) {
-		if (linkat(AT_FDCWD, proc_path(in->fd, path), inode_of(newparent)->fd, newname,
+		if (linkat(proc_dir(), proc_name(in->fd, path), inode_of(newparent)->fd, newname,
 			   AT_SYMLINK_FOLLOW) < 0)
 			err = neg_errno();
 		creds_leave(&c);

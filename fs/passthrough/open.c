@@ -53,7 +53,7 @@ static int reopen_rdwr(int fd, int flags)
 {
 	char path[PROC_PATH_MAX];
 	int keep = O_APPEND | O_DIRECT | O_DSYNC | O_SYNC | O_NOATIME | O_LARGEFILE;
-	int r = open(proc_path(fd, path), (flags & keep) | O_RDWR | O_CLOEXEC);
+	int r = openat(proc_dir(), proc_name(fd, path), (flags & keep) | O_RDWR | O_CLOEXEC);
 
 	return r < 0 ? neg_errno() : r;
 }
@@ -140,7 +140,7 @@ void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	struct pt_inode *in = inode_of(ino);
 	char path[PROC_PATH_MAX];
-	struct open_target t = {AT_FDCWD, proc_path(in->fd, path), 0};
+	struct open_target t = {proc_dir(), proc_name(in->fd, path), 0};
 	int fd = open_for_caller(req, &t, backing_flags(fi->flags));
 
 	if (fd < 0) {
@@ -163,7 +163,7 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 	struct rf_entry_param e;
 	int ifd, err;
 
-	ifd = open(proc_path(fd, path), O_PATH | O_CLOEXEC);
+	ifd = openat(proc_dir(), proc_name(fd, path), O_PATH | O_CLOEXEC);
 	err = ifd < 0 ? neg_errno() : entry_from_fd(ifd, &e);
 	if (err) {
 		close(fd);
@@ -189,7 +189,7 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 static int create_file(rf_req *req, const struct open_target *t, int flags)
 {
 	char path[PROC_PATH_MAX];
-	struct open_target again = {AT_FDCWD, path, 0};
+	struct open_target again = {proc_dir(), path, 0};
 	struct stat st;
 	int fd = open_for_caller(req, t, flags | O_CREAT | O_EXCL | O_NOFOLLOW), pfd, err;
 
@@ -203,7 +203,7 @@ static int create_file(rf_req *req, const struct open_target *t, int flags)
 		err = S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;
 	if (!err) {
 		/* O_CREAT only so that it opens as the caller, like any create. */
-		proc_path(pfd, path);
+		proc_name(pfd, path);
 		err = open_for_caller(req, &again, flags | O_CREAT);
 	}
 	close(pfd);

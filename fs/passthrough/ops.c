@@ -11,6 +11,9 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	int err;
 
 	(void)userdata;
+	/* Opens by magic link walk one component from here; after any fork, so it is ours. */
+	if (fs.proc_fd < 0)
+		fs.proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	/* Copying SOURCE's mount for the atime modes needs CAP_SYS_ADMIN: before the drop. */
 	atime_init();
 	/* On the thread that starts the transport's threads, before it does: they inherit. */

@@ -168,6 +168,7 @@ struct pt_fs {
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
+	int proc_fd; /* /proc/self/fd of the serving process, or -1 (open.c) */
 	struct shard shards[NSHARDS];
 };
 
@@ -207,6 +208,21 @@ static inline const char *proc_path(int fd, char buf[PROC_PATH_MAX])
 {
 	snprintf(buf, PROC_PATH_MAX, "/proc/self/fd/%d", fd);
 	return buf;
+}
+
+/* The same link for *at() calls: the name under proc_dir(), which walks one component
+ * instead of four when this process's /proc/self/fd is held open (fs.proc_fd). */
+static inline const char *proc_name(int fd, char buf[PROC_PATH_MAX])
+{
+	if (fs.proc_fd < 0)
+		return proc_path(fd, buf);
+	snprintf(buf, PROC_PATH_MAX, "%d", fd);
+	return buf;
+}
+
+static inline int proc_dir(void)
+{
+	return fs.proc_fd < 0 ? AT_FDCWD : fs.proc_fd;
 }
 
 /* The backing descriptor of an open file. */

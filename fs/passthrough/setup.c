@@ -96,6 +96,7 @@ int pt_setup(rf_session *se, const char *source, const char *mountpoint)
 	int err;
 
 	fs.se = se;
+	fs.proc_fd = -1; /* opened by init, in the process that serves */
 	err = parse_options(se);
 
 	if (!err)
@@ -131,4 +132,7 @@ void pt_teardown(void)
 	if (fs.root.fd >= 0)
 		close(fs.root.fd);
 	fs.root.fd = -1;
+	if (fs.proc_fd >= 0)
+		close(fs.proc_fd);
+	fs.proc_fd = -1;
 }
