@@ -4,8 +4,6 @@
  */
 #include "passthrough.h"
 
-#include <sys/statfs.h>
-
 #define DIO_ALIGN 4096 /* O_DIRECT memory alignment when the filesystem does not say */
 
 /* Where an open happens: a name under a directory, or an object's magic link. */
@@ -112,22 +110,18 @@ static unsigned int dio_align_shift(int fd)
 	return (unsigned int)__builtin_ctz(align);
 }
 
-/* Whether fd's data lives in memory only, so that no read or write of it waits for a device. */
-static bool memory_backed(int fd)
+/* Whether the data of a file of device dev lives in memory only, so that no read or write of it
+ * waits for a device: known for SOURCE's filesystem, asked for others (mounted below it). */
+static bool memory_backed(int fd, dev_t dev)
 {
-	struct statfs sf;
-
-	if (fstatfs(fd, &sf) < 0)
-		return false;
-	/* f_type is a signed word of either size; the magic numbers are 32 bits. */
-	return (uint32_t)sf.f_type == TMPFS_MAGIC || (uint32_t)sf.f_type == RAMFS_MAGIC;
+	return dev == fs.root.dev ? fs.root_in_memory : fd_in_memory(fd);
 }
 
-static void set_open_reply(struct rf_file_info *fi, int fd)
+static void set_open_reply(struct rf_file_info *fi, int fd, dev_t dev)
 {
 	atime_opened(fd, false);
 	fi->fh = (uint64_t)(uint32_t)fd;
-	if (memory_backed(fd))
+	if (memory_backed(fd, dev))
 		fi->fh |= FH_INLINE;
 	if (fi->flags & O_DIRECT)
 		fi->fh |= FH_DIRECT | (uint64_t)dio_align_shift(fd) << FH_ALIGN_SHIFT;
@@ -147,7 +141,7 @@ void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		reply_status(req, fd);
 		return;
 	}
-	set_open_reply(fi, fd);
+	set_open_reply(fi, fd, in->dev);
 	passthrough_attach(req, in, fd, fi);
 	if (rf_reply_open(req, fi) < 0) {
 		passthrough_detach(req, in, fi->fh);
@@ -170,7 +164,7 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 		reply_status(req, err);
 		return;
 	}
-	set_open_reply(fi, fd);
+	set_open_reply(fi, fd, e.attr.st_dev);
 	passthrough_attach(req, inode_of(e.ino), fd, fi);
 	if (rf_reply_create(req, &e, fi) < 0) {
 		passthrough_detach(req, inode_of(e.ino), fi->fh);

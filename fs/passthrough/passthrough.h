@@ -168,7 +168,8 @@ struct pt_fs {
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
-	int proc_fd; /* /proc/self/fd of the serving process, or -1 (open.c) */
+	bool root_in_memory; /* SOURCE's filesystem keeps its data in memory (tmpfs, ramfs) */
+	int proc_fd;	     /* /proc/self/fd of the serving process, or -1 (open.c) */
 	struct shard shards[NSHARDS];
 };
 
@@ -253,6 +254,7 @@ static inline int stat_fd(int fd, struct stat *st)
 
 /* ---- setup.c ---- */
 int pt_setup(rf_session *se, const char *source, const char *mountpoint);
+bool fd_in_memory(int fd);
 void pt_teardown(void);
 
 /* ---- status.c ---- */
