@@ -46,6 +46,17 @@ static bool open_needs_caller(int flags)
 	       (flags & O_TMPFILE) == O_TMPFILE;
 }
 
+/* The caller's groups an open as the caller takes (creds.c): truncating an existing file clears
+ * set-group-ID by them; a new one (O_EXCL) has nothing to truncate. */
+static enum creds_need open_need(int flags)
+{
+	if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) || (flags & O_TMPFILE) == O_TMPFILE)
+		return NEED_CREATE;
+	if (flags & O_TRUNC)
+		return NEED_GROUPS;
+	return NEED_PERMISSION;
+}
+
 /* A read-write descriptor of the object fd is open on, with the server's rights. */
 static int reopen_rdwr(int fd, int flags)
 {
@@ -77,10 +88,12 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 		}
 		return fd;
 	}
-	err = creds_enter(req, &c);
+	err = creds_enter(req, open_need(flags), &c);
 	if (err)
 		return err;
 	fd = open_target(t, wide);
+	if (creds_widen(req, &c, fd))
+		fd = open_target(t, wide);
 	if (fd == -EACCES && wide != flags) {
 		narrow = open_target(t, flags);
 		fd = narrow;

@@ -44,6 +44,9 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	if ((conn->capable & (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK)) ==
 	    (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK))
 		conn->want |= RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK;
+	/* Creates carry the one supplementary group that decides what a new object inherits,
+	 * so they need not read the caller's groups from /proc (creds.c). */
+	conn->want |= conn->capable & RF_CAP_CREATE_SUPP_GROUP;
 	/* A local filesystem lets an O_DIRECT file be mapped. */
 	conn->want |= conn->capable & RF_CAP_DIRECT_IO_ALLOW_MMAP;
 	if (fs.cache == CACHE_ALWAYS)
@@ -51,6 +54,7 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
 	fs.acl = (conn->want & conn->capable & RF_CAP_POSIX_ACL) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
+	fs.create_groups = (conn->want & conn->capable & RF_CAP_CREATE_SUPP_GROUP) != 0;
 	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
 }
 

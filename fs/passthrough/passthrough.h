@@ -165,6 +165,7 @@ struct pt_fs {
 	atomic_bool passthrough; /* negotiated at INIT; cleared when the kernel refuses for good */
 	bool acl;		 /* negotiated at INIT: the kernel checks POSIX ACLs */
 	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
+	bool create_groups;	 /* negotiated at INIT: creates carry the caller's parent group */
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
@@ -181,8 +182,16 @@ extern const struct rf_ops pt_ops;
 /* A thread's filesystem identity while it acts for a caller (creds.c). */
 struct creds {
 	bool switched; /* an unprivileged caller's */
+	bool narrow;   /* with fewer than the caller's groups: creds_widen() may add them */
 	uid_t uid;     /* the caller's */
 	gid_t gid;
+};
+
+/* Which of the caller's supplementary groups an operation needs (creds.c explains). */
+enum creds_need {
+	NEED_GROUPS,	 /* all of them */
+	NEED_CREATE,	 /* the one the kernel sent with a create, if any */
+	NEED_PERMISSION, /* none, unless the operation is refused without them */
 };
 
 /* Whose rights a backend write runs with (creds_io_begin()). */
@@ -278,7 +287,8 @@ int caps_raise(int cap);
 void caps_lower(int cap);
 
 /* ---- creds.c ---- */
-int creds_enter(rf_req *req, struct creds *c);
+int creds_enter(rf_req *req, enum creds_need need, struct creds *c);
+bool creds_widen(rf_req *req, struct creds *c, int err);
 void creds_pause(struct creds *c);
 void creds_resume(struct creds *c);
 void creds_leave(struct creds *c);
