@@ -51,6 +51,19 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	conn->want |= conn->capable & RF_CAP_DIRECT_IO_ALLOW_MMAP;
 	if (fs.cache == CACHE_ALWAYS)
 		conn->want |= conn->capable & RF_CAP_CACHE_SYMLINKS;
+	/*
+	 * Without HANDLE_KILLPRIV_V2 the kernel asks for security.capability (a GETXATTR round
+	 * trip) before every write(2) that is not direct I/O, to decide whether to clear
+	 * privileges; with it, the superblock is SB_NOSEC and an inode found free of suid, sgid
+	 * and capabilities stays so until its attributes are next refreshed. The server then
+	 * clears them on write, truncate and chown as the flag asks (FUSE_WRITE_KILL_SUIDGID:
+	 * pt_write(); truncating opens, truncates and chowns run as the caller, so the filesystem
+	 * underneath clears them itself, capabilities included). Not with kernel passthrough: the
+	 * kernel then leaves the clearing of a passthrough write to a server that never sees the
+	 * write (it drops the suid/sgid kill from the setattr it would have sent).
+	 */
+	if (!(conn->want & RF_CAP_PASSTHROUGH))
+		conn->want |= conn->capable & RF_CAP_HANDLE_KILLPRIV_V2;
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
 	fs.acl = (conn->want & conn->capable & RF_CAP_POSIX_ACL) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
