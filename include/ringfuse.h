@@ -370,6 +370,13 @@ uint64_t rf_req_unique(const rf_req *req);
 /* The caller's supplementary groups, read from /proc/PID/task/PID/status: stores up to size of
  * them in list and returns how many there are (may be more than size), or -errno. */
 int rf_req_getgroups(const rf_req *req, int size, gid_t list[]);
+/* The groups the kernel sent with a request that creates (mknod, mkdir, symlink, create,
+ * tmpfile) when RF_CAP_CREATE_SUPP_GROUP was agreed at INIT: the parent directory's group,
+ * when the caller belongs to it through a supplementary group (it is not sent when it is the
+ * caller's own gid or when the caller is not a member). Taken from the request itself, so
+ * never out of date; no system call. Stores up to size of them in list and returns how many
+ * were sent (0: none), or -errno. Call it before answering: the reply may overwrite them. */
+int rf_req_create_groups(const rf_req *req, int size, gid_t list[]);
 
 /* ---- Replies: each request gets exactly one. All may be called from any thread. ----
  * They return 0 once the reply is handed to the transport, or a negative errno: -EALREADY

@@ -947,6 +947,10 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	/* Never hand a handler a NULL buffer, even for an empty write. */
 	m->args = payload ? payload : "";
 	m->args_len = payload_len - ext;
+	if (ext) {
+		req->ext = m->args + m->args_len;
+		req->ext_len = (uint32_t)ext;
+	}
 
 	if (m->ih.opcode != FUSE_INIT && !atomic_load(&se->initialized))
 		BAD(m, EIO, "request before INIT");

@@ -25,6 +25,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,8 @@ rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *i
 		rf_stat_inc(req->stats->own.by_opcode[ih->opcode], 1);
 	req->t_start_ns = rf_now_ns();
 	req->io_inline = false;
+	req->ext = NULL;
+	req->ext_len = 0;
 	/* interrupted_unique is left alone: it only ever matches the unique it was set for. */
 	atomic_store_explicit(&req->life, next, memory_order_release);
 	return (rf_req *)((uintptr_t)req | rf_life_tag(next));
@@ -146,6 +149,47 @@ int rf_req_getgroups(const rf_req *h, int size, gid_t list[])
 	free(line);
 	fclose(f);
 	return count;
+}
+
+int rf_req_create_groups(const rf_req *h, int size, gid_t list[])
+{
+	rf_req *req = rf_req_of(h);
+	const char *p, *end;
+
+	if (!req)
+		return -EINVAL;
+	if (!req->ext)
+		return 0;
+	/* A walk over (size, type) headers, each extension a multiple of 8 bytes; the data is
+	 * the kernel's but is checked like any other argument. */
+	p = req->ext;
+	end = p + req->ext_len;
+	while (end - p >= (ptrdiff_t)sizeof(struct fuse_ext_header)) {
+		struct fuse_ext_header xh;
+		uint32_t nr;
+
+		memcpy(&xh, p, sizeof(xh));
+		if (xh.size < sizeof(xh) || xh.size % 8 || xh.size > (size_t)(end - p))
+			return -EIO;
+		if (xh.type == FUSE_EXT_GROUPS) {
+			size_t room = xh.size - sizeof(xh);
+
+			if (room < sizeof(nr))
+				return -EIO;
+			memcpy(&nr, p + sizeof(xh), sizeof(nr));
+			if (nr > (room - sizeof(nr)) / sizeof(uint32_t) || nr > INT32_MAX)
+				return -EIO;
+			for (uint32_t i = 0; i < nr && i < (uint32_t)(size > 0 ? size : 0); i++) {
+				uint32_t g;
+
+				memcpy(&g, p + sizeof(xh) + sizeof(nr) + i * sizeof(g), sizeof(g));
+				list[i] = (gid_t)g;
+			}
+			return (int)nr;
+		}
+		p += xh.size;
+	}
+	return 0;
 }
 
 /* ---- the one-reply rule ---- */

@@ -124,7 +124,11 @@ struct rf_req {
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
 	struct rf_qstats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
-	bool io_inline;	 /* rf_io_inline(): backend I/O runs on the calling thread */
+	bool io_inline; /* rf_io_inline(): backend I/O runs on the calling thread */
+	/* The request's trailing extensions (fuse_in_header.total_extlen), in the transport's
+	 * buffer: valid until the reply, which may overwrite them. NULL when there are none. */
+	const char *ext;
+	uint32_t ext_len;
 	rf_req *next;	 /* transport-private list link (deferred replies) */
 	struct rf_io io; /* the backend operation in flight, if any */
 };
@@ -261,7 +265,7 @@ struct rf_session {
 
 	int fd; /* the session's /dev/fuse fd, -1 before mount */
 	bool mounted;
-	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
+	bool nonroot_mount;	 /* mounted through fusermount3: unmount the same way */
 	bool fusermount_watches; /* auto_unmount: a fusermount3 holds the other end of: */
 	int fusermount_sock;	 /* a socket kept open while we live; it unmounts at EOF */
 	pid_t fusermount_pid;
@@ -270,7 +274,7 @@ struct rf_session {
 	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */
 	bool watching;
 	bool watch_wanted; /* rf_session_run() follows the mount table once INIT is answered */
-	int watch_wake; /* eventfd that ends the watch */
+	int watch_wake;	   /* eventfd that ends the watch */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */
 	uint32_t proto_minor;

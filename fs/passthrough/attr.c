@@ -62,7 +62,7 @@ static int set_mode(struct pt_inode *in, mode_t mode)
 {
 	char path[PROC_PATH_MAX];
 
-	return chmod(proc_path(in->fd, path), mode & 07777) < 0 ? neg_errno() : 0;
+	return fchmodat(proc_dir(), proc_name(in->fd, path), mode & 07777, 0) < 0 ? neg_errno() : 0;
 }
 
 /*
@@ -139,8 +139,9 @@ static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *at
 	struct creds c;
 	int err = (to_set & RF_SET_ATTR_MODE) ? stat_fd(in->fd, &before) : 0;
 
+	/* Truncating and chmod clear set-group-ID by the caller's groups without refusing. */
 	if (!err)
-		err = creds_enter(req, &c);
+		err = creds_enter(req, NEED_GROUPS, &c);
 	if (err)
 		return err;
 	if (to_set & RF_SET_ATTR_SIZE)
@@ -186,16 +187,24 @@ void pt_readlink(rf_req *req, rf_ino ino)
 	}
 }
 
+/* AT_EACCESS: check with the (switched) filesystem identity, not the real uid. */
+static int access_as_thread(struct pt_inode *in, int mask)
+{
+	if (syscall(SYS_faccessat2, in->fd, "", mask,
+		    AT_EMPTY_PATH | AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
+		return neg_errno();
+	return 0;
+}
+
 void pt_access(rf_req *req, rf_ino ino, int mask)
 {
 	struct creds c;
-	int err = creds_enter(req, &c);
+	int err = creds_enter(req, NEED_PERMISSION, &c);
 
-	/* AT_EACCESS: check with the (switched) filesystem identity, not the real uid. */
 	if (!err) {
-		if (syscall(SYS_faccessat2, inode_of(ino)->fd, "", mask,
-			    AT_EMPTY_PATH | AT_EACCESS | AT_SYMLINK_NOFOLLOW) < 0)
-			err = neg_errno();
+		err = access_as_thread(inode_of(ino), mask);
+		if (creds_widen(req, &c, err))
+			err = access_as_thread(inode_of(ino), mask);
 		creds_leave(&c);
 	}
 	reply_status(req, err);

@@ -30,8 +30,23 @@
  * anonymous (creds_io_begin/end count them; creds_leave settles). A root caller's write may
  * then run without root's privileges, never the other way round.
  *
- * Supplementary groups come from /proc, and only when the ids shown there are the request's
- * (fs/common/caller.c).
+ * Supplementary groups. Reading them costs an open, a read and a close of /proc/PID/status
+ * (some 25 us here, more than the rest of a request), and a copy kept for later requests could
+ * be out of date: a process may drop a group between two of its requests. So an operation
+ * takes only what it needs, never from a copy:
+ *   NEED_GROUPS      all of them, read from /proc when the ids shown there are the request's
+ *                    (fs/common/caller.c): for operations whose outcome they change without
+ *                    refusing them (setattr and attributes: chmod and truncate clear
+ *                    set-group-ID by group membership; opens that truncate; writes)
+ *   NEED_CREATE      operations that create: the group the kernel sends with the request
+ *                    (FUSE_EXT_GROUPS), the parent directory's when the caller belongs to it,
+ *                    which is the one group that decides what the new object inherits
+ *                    (set-group-ID directories); all of them without that extension
+ *   NEED_PERMISSION  operations that groups can only refuse (unlink, rename, link, access,
+ *                    opening to write): none of them
+ * The kernel checked the caller's permission already with every group (default_permissions
+ * is always on when identities are switched); an operation refused with fewer groups
+ * (EACCES, EPERM: nothing was done) is tried again with all of them (creds_widen()).
  *
  * The daemon runs with umask 0: without FUSE_DONT_MASK the kernel applies the caller's umask to
  * create modes before sending them; with it (negotiated together with ACL support) the creating
@@ -129,14 +144,27 @@ static void become_anonymous(void)
 
 /* ---- acting for the caller ---- */
 
-/* Become the caller of req, for an operation done in its name. */
-int creds_enter(rf_req *req, struct creds *c)
+/* The caller's groups from /proc, as this thread's. */
+static int set_all_groups(const struct rf_ctx *ctx)
+{
+	gid_t stack[GROUPS_KEPT], *groups;
+	int n = caller_groups(ctx, stack, GROUPS_KEPT, &groups), err;
+
+	err = set_groups(groups, n);
+	if (groups != stack)
+		free(groups);
+	return err;
+}
+
+/* Become the caller of req, with the groups need asks for, for an operation in its name. */
+int creds_enter(rf_req *req, enum creds_need need, struct creds *c)
 {
 	const struct rf_ctx *ctx = rf_req_ctx(req);
-	gid_t stack[GROUPS_KEPT], *groups;
+	gid_t vouched[GROUPS_KEPT];
 	int n, err;
 
 	c->switched = false;
+	c->narrow = false;
 	if (!fs.switch_creds)
 		return 0;
 	ident_ready();
@@ -155,15 +183,44 @@ int creds_enter(rf_req *req, struct creds *c)
 		become_root(ctx->gid);
 		return 0;
 	}
-	n = caller_groups(ctx, stack, GROUPS_KEPT, &groups);
-	err = set_groups(groups, n);
-	if (groups != stack)
-		free(groups);
+	if (need == NEED_CREATE && !fs.create_groups)
+		need = NEED_GROUPS; /* the kernel does not say which group a create may use */
+	if (need == NEED_GROUPS) {
+		err = set_all_groups(ctx);
+	} else {
+		n = rf_req_create_groups(req, GROUPS_KEPT, vouched);
+		if (n < 0 || n > GROUPS_KEPT)
+			n = 0; /* fewer groups only refuse more: creds_widen() */
+		err = set_groups(vouched, n);
+		c->narrow = true;
+	}
 	if (err)
 		return err;
 	set_ids(ctx->uid, ctx->gid, false);
 	c->switched = true;
 	return 0;
+}
+
+/*
+ * An operation done with fewer than the caller's groups (NEED_CREATE, NEED_PERMISSION) ended
+ * in err: if it was refused, take all the caller's groups and return true: the caller tries
+ * again. False when there is nothing more to try.
+ */
+bool creds_widen(rf_req *req, struct creds *c, int err)
+{
+	gid_t before[GROUPS_KEPT];
+	int n = me.ngroups;
+
+	if (!c->narrow || (err != -EACCES && err != -EPERM))
+		return false;
+	c->narrow = false;
+	if (n < 0 || n > GROUPS_KEPT)
+		return false;
+	memcpy(before, me.groups, (size_t)n * sizeof(gid_t));
+	if (set_all_groups(rf_req_ctx(req)) < 0)
+		return false;
+	/* The same list (or one no longer known): the answer would be the same. */
+	return me.ngroups >= 0 && !same_groups(before, n);
 }
 
 /* Step out of the caller's identity for one call (the caller's groups stay: root ignores them). */
@@ -244,7 +301,8 @@ enum io_ident creds_io_begin(rf_req *req, const struct rf_file_info *fi)
 	if (ctx->uid != 0) {
 		/* Anonymous while anonymous writes are in flight; otherwise the caller exactly,
 		 * unless the thread already acts for another unprivileged user. */
-		if (!me.anon_io && (me.uid == 0 || me.anonymous) && creds_enter(req, &c) < 0)
+		if (!me.anon_io && (me.uid == 0 || me.anonymous) &&
+		    creds_enter(req, NEED_GROUPS, &c) < 0)
 			become_anonymous();
 		me.unpriv_io++;
 		return IO_UNPRIV;

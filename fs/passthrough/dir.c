@@ -114,7 +114,10 @@ static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t r
 	 * whose lookup fails for another reason than being gone (out of descriptors, say) is
 	 * listed without attributes: the kernel looks it up when it is used. */
 	if (!is_dot_or_dotdot(de->d_name)) {
-		err = lookup_name(dir, de->d_name, &e);
+		/* A listing is mostly of names the kernel has not looked up yet: ask the table
+		 * first only for those it has (by the number the listing gives). */
+		err = lookup_name(dir, de->d_name,
+				  inode_known(dir->dev, de->d_ino) ? LOOKUP_KNOWN : LOOKUP_NEW, &e);
 		if (err == -ENOENT)
 			return err;
 		if (err) {

@@ -107,6 +107,42 @@ struct pt_inode *inode_get(const struct stat *st, int *fd)
 	return in;
 }
 
+/*
+ * Take one lookup on the inode of (dev, ino) if the table has it. A live inode holds its object
+ * open, so no other object can carry the same (dev, ino) meanwhile: an object found by name
+ * with that key is this inode's. Returns NULL when it is not in the table.
+ */
+struct pt_inode *inode_find(dev_t dev, ino_t ino)
+{
+	uint64_t h = key_hash(dev, ino);
+	struct shard *s = shard_of(h);
+	struct pt_inode *in;
+
+	pthread_mutex_lock(&s->lock);
+	for (in = *chain_of(s->slots, s->nslots, h); in; in = in->next)
+		if (in->ino == ino && in->dev == dev)
+			break;
+	if (in)
+		in->nlookup++;
+	pthread_mutex_unlock(&s->lock);
+	return in;
+}
+
+/* Whether the table has the inode of (dev, ino) now (a hint: it may change at once). */
+bool inode_known(dev_t dev, ino_t ino)
+{
+	uint64_t h = key_hash(dev, ino);
+	struct shard *s = shard_of(h);
+	struct pt_inode *in;
+
+	pthread_mutex_lock(&s->lock);
+	for (in = *chain_of(s->slots, s->nslots, h); in; in = in->next)
+		if (in->ino == ino && in->dev == dev)
+			break;
+	pthread_mutex_unlock(&s->lock);
+	return in != NULL;
+}
+
 /* One more lookup on an inode the kernel already holds. */
 void inode_ref(struct pt_inode *in)
 {

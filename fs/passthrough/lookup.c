@@ -134,7 +134,29 @@ static int lookup_dotdot(struct pt_inode *dir, struct rf_entry_param *e)
 	return entry_from_fd(fd, e);
 }
 
-static int lookup_once(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+/*
+ * A name whose object the table has already: one fstatat() and the table instead of opening a
+ * descriptor, checking it and closing it again (most lookups with short or no caching are the
+ * kernel revalidating names it holds). Returns 1 and the entry when it was such a name, 0 when
+ * the object is not in the table (or is SOURCE itself), or -errno. The name is one component
+ * (neither "." nor ".."), the last one is not followed and automounts are not triggered: it
+ * resolves to the object open_child() would open.
+ */
+static int lookup_known(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+{
+	struct pt_inode *in;
+	struct stat st;
+
+	if (fstatat(dir->fd, name, &st, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT) < 0)
+		return neg_errno();
+	if (is_root_object(&st) || !(in = inode_find(st.st_dev, st.st_ino)))
+		return 0;
+	fill_entry(e, ino_of(in), &st);
+	return 1;
+}
+
+static int lookup_once(struct pt_inode *dir, const char *name, enum lookup_hint hint,
+		       struct rf_entry_param *e)
 {
 	int fd;
 
@@ -142,6 +164,12 @@ static int lookup_once(struct pt_inode *dir, const char *name, struct rf_entry_p
 		return entry_of_inode(dir, e);
 	if (!strcmp(name, ".."))
 		return lookup_dotdot(dir, e);
+	if (hint == LOOKUP_KNOWN) {
+		int known = lookup_known(dir, name, e);
+
+		if (known)
+			return known < 0 ? known : 0;
+	}
 	fd = open_child(dir->fd, name);
 	if (fd < 0)
 		return fd;
@@ -149,7 +177,8 @@ static int lookup_once(struct pt_inode *dir, const char *name, struct rf_entry_p
 }
 
 /* The kernel checked the caller's right to search dir; this thread may act for someone else. */
-int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+int lookup_name(struct pt_inode *dir, const char *name, enum lookup_hint hint,
+		struct rf_entry_param *e)
 {
 	int err = check_name(name);
 
@@ -157,9 +186,9 @@ int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e
 		return err;
 	if (!S_ISDIR(dir->type))
 		return -ENOTDIR;
-	err = lookup_once(dir, name, e);
+	err = lookup_once(dir, name, hint, e);
 	if (creds_retry_privileged(err)) {
-		err = lookup_once(dir, name, e);
+		err = lookup_once(dir, name, hint, e);
 		creds_settle();
 	}
 	return err;
@@ -175,7 +204,7 @@ void reply_entry(rf_req *req, const struct rf_entry_param *e)
 void pt_lookup(rf_req *req, rf_ino parent, const char *name)
 {
 	struct rf_entry_param e;
-	int err = lookup_name(inode_of(parent), name, &e);
+	int err = lookup_name(inode_of(parent), name, LOOKUP_KNOWN, &e);
 
 	if (err == -ENOENT && fs.cache != CACHE_NONE) {
 		/* A negative entry: the kernel caches the absence for the entry timeout. */

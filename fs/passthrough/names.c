@@ -35,13 +35,15 @@ static void create_node(rf_req *req, rf_ino parent, const char *name, enum node_
 	int err = check_name(name);
 
 	if (!err)
-		err = creds_enter(req, &c);
+		err = creds_enter(req, NEED_CREATE, &c);
 	if (!err) {
 		err = make_node(dir, name, kind, mode, rdev, link);
+		if (creds_widen(req, &c, err))
+			err = make_node(dir, name, kind, mode, rdev, link);
 		creds_leave(&c);
 	}
 	if (!err)
-		err = lookup_name(dir, name, &e);
+		err = lookup_name(dir, name, LOOKUP_NEW, &e);
 	if (err)
 		reply_status(req, err);
 	else
@@ -64,22 +66,30 @@ void pt_symlink(rf_req *req, const char *link, rf_ino parent, const char *name)
 	create_node(req, parent, name, NODE_SYMLINK, 0, 0, link);
 }
 
+/* linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which the caller's fsuid drops;
+ * following the magic link does not, and still applies protected_hardlinks. */
+static int link_name(struct pt_inode *in, struct pt_inode *dir, const char *name)
+{
+	char path[PROC_PATH_MAX];
+
+	if (linkat(proc_dir(), proc_name(in->fd, path), dir->fd, name, AT_SYMLINK_FOLLOW) < 0)
+		return neg_errno();
+	return 0;
+}
+
 void pt_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname)
 {
 	struct pt_inode *in = inode_of(ino);
-	char path[PROC_PATH_MAX];
 	struct rf_entry_param e;
 	struct creds c;
 	int err = check_name(newname);
 
-	/* linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH, which the caller's fsuid drops;
-	 * following the magic link does not, and still applies protected_hardlinks. */
 	if (!err)
-		err = creds_enter(req, &c);
+		err = creds_enter(req, NEED_PERMISSION, &c);
 	if (!err) {
-		if (linkat(AT_FDCWD, proc_path(in->fd, path), inode_of(newparent)->fd, newname,
-			   AT_SYMLINK_FOLLOW) < 0)
-			err = neg_errno();
+		err = link_name(in, inode_of(newparent), newname);
+		if (creds_widen(req, &c, err))
+			err = link_name(in, inode_of(newparent), newname);
 		creds_leave(&c);
 	}
 	if (!err)
@@ -90,16 +100,22 @@ void pt_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname)
 		reply_entry(req, &e);
 }
 
+static int unlink_name(rf_ino parent, const char *name, int flags)
+{
+	return unlinkat(inode_of(parent)->fd, name, flags) < 0 ? neg_errno() : 0;
+}
+
 static void remove_name(rf_req *req, rf_ino parent, const char *name, int flags)
 {
 	struct creds c;
 	int err = check_name(name);
 
 	if (!err)
-		err = creds_enter(req, &c);
+		err = creds_enter(req, NEED_PERMISSION, &c);
 	if (!err) {
-		if (unlinkat(inode_of(parent)->fd, name, flags) < 0)
-			err = neg_errno();
+		err = unlink_name(parent, name, flags);
+		if (creds_widen(req, &c, err))
+			err = unlink_name(parent, name, flags);
 		creds_leave(&c);
 	}
 	reply_status(req, err);
@@ -115,6 +131,14 @@ void pt_rmdir(rf_req *req, rf_ino parent, const char *name)
 	remove_name(req, parent, name, AT_REMOVEDIR);
 }
 
+static int rename_name(rf_ino parent, const char *name, rf_ino newparent, const char *newname,
+		       unsigned int flags)
+{
+	if (renameat2(inode_of(parent)->fd, name, inode_of(newparent)->fd, newname, flags) < 0)
+		return neg_errno();
+	return 0;
+}
+
 void pt_rename(rf_req *req, rf_ino parent, const char *name, rf_ino newparent, const char *newname,
 	       unsigned int flags)
 {
@@ -124,11 +148,11 @@ void pt_rename(rf_req *req, rf_ino parent, const char *name, rf_ino newparent, c
 	if (!err)
 		err = check_name(newname);
 	if (!err)
-		err = creds_enter(req, &c);
+		err = creds_enter(req, NEED_PERMISSION, &c);
 	if (!err) {
-		if (renameat2(inode_of(parent)->fd, name, inode_of(newparent)->fd, newname, flags) <
-		    0)
-			err = neg_errno();
+		err = rename_name(parent, name, newparent, newname, flags);
+		if (creds_widen(req, &c, err))
+			err = rename_name(parent, name, newparent, newname, flags);
 		creds_leave(&c);
 	}
 	reply_status(req, err);

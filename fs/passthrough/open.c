@@ -4,8 +4,6 @@
  */
 #include "passthrough.h"
 
-#include <sys/statfs.h>
-
 #define DIO_ALIGN 4096 /* O_DIRECT memory alignment when the filesystem does not say */
 
 /* Where an open happens: a name under a directory, or an object's magic link. */
@@ -48,12 +46,23 @@ static bool open_needs_caller(int flags)
 	       (flags & O_TMPFILE) == O_TMPFILE;
 }
 
+/* The caller's groups an open as the caller takes (creds.c): truncating an existing file clears
+ * set-group-ID by them; a new one (O_EXCL) has nothing to truncate. */
+static enum creds_need open_need(int flags)
+{
+	if ((flags & (O_CREAT | O_EXCL)) == (O_CREAT | O_EXCL) || (flags & O_TMPFILE) == O_TMPFILE)
+		return NEED_CREATE;
+	if (flags & O_TRUNC)
+		return NEED_GROUPS;
+	return NEED_PERMISSION;
+}
+
 /* A read-write descriptor of the object fd is open on, with the server's rights. */
 static int reopen_rdwr(int fd, int flags)
 {
 	char path[PROC_PATH_MAX];
 	int keep = O_APPEND | O_DIRECT | O_DSYNC | O_SYNC | O_NOATIME | O_LARGEFILE;
-	int r = open(proc_path(fd, path), (flags & keep) | O_RDWR | O_CLOEXEC);
+	int r = openat(proc_dir(), proc_name(fd, path), (flags & keep) | O_RDWR | O_CLOEXEC);
 
 	return r < 0 ? neg_errno() : r;
 }
@@ -79,10 +88,12 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 		}
 		return fd;
 	}
-	err = creds_enter(req, &c);
+	err = creds_enter(req, open_need(flags), &c);
 	if (err)
 		return err;
 	fd = open_target(t, wide);
+	if (creds_widen(req, &c, fd))
+		fd = open_target(t, wide);
 	if (fd == -EACCES && wide != flags) {
 		narrow = open_target(t, flags);
 		fd = narrow;
@@ -112,25 +123,25 @@ static unsigned int dio_align_shift(int fd)
 	return (unsigned int)__builtin_ctz(align);
 }
 
-/* Whether fd's data lives in memory only, so that no read or write of it waits for a device. */
-static bool memory_backed(int fd)
+/* Whether the data of a file of device dev lives in memory only, so that no read or write of it
+ * waits for a device: known for SOURCE's filesystem, asked for others (mounted below it). */
+static bool memory_backed(int fd, dev_t dev)
 {
-	struct statfs sf;
-
-	if (fstatfs(fd, &sf) < 0)
-		return false;
-	/* f_type is a signed word of either size; the magic numbers are 32 bits. */
-	return (uint32_t)sf.f_type == TMPFS_MAGIC || (uint32_t)sf.f_type == RAMFS_MAGIC;
+	return dev == fs.root.dev ? fs.root_in_memory : fd_in_memory(fd);
 }
 
-static void set_open_reply(struct rf_file_info *fi, int fd)
+static void set_open_reply(struct rf_file_info *fi, int fd, dev_t dev)
 {
 	atime_opened(fd, false);
 	fi->fh = (uint64_t)(uint32_t)fd;
-	if (memory_backed(fd))
+	if (memory_backed(fd, dev))
 		fi->fh |= FH_INLINE;
 	if (fi->flags & O_DIRECT)
 		fi->fh |= FH_DIRECT | (uint64_t)dio_align_shift(fd) << FH_ALIGN_SHIFT;
+	/* Closing a read-only descriptor flushes nothing anywhere (a backing filesystem's flush
+	 * writes back or checks what its writers left), and the locks of the caller are the
+	 * kernel's own: spare close(2) the round trip. */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
 	fi->direct_io = (fi->flags & O_DIRECT) != 0;
 	fi->parallel_direct_writes = fi->direct_io;
 	fi->keep_cache = fs.cache == CACHE_ALWAYS;
@@ -140,14 +151,14 @@ void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	struct pt_inode *in = inode_of(ino);
 	char path[PROC_PATH_MAX];
-	struct open_target t = {AT_FDCWD, proc_path(in->fd, path), 0};
+	struct open_target t = {proc_dir(), proc_name(in->fd, path), 0};
 	int fd = open_for_caller(req, &t, backing_flags(fi->flags));
 
 	if (fd < 0) {
 		reply_status(req, fd);
 		return;
 	}
-	set_open_reply(fi, fd);
+	set_open_reply(fi, fd, in->dev);
 	passthrough_attach(req, in, fd, fi);
 	if (rf_reply_open(req, fi) < 0) {
 		passthrough_detach(req, in, fi->fh);
@@ -163,14 +174,14 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 	struct rf_entry_param e;
 	int ifd, err;
 
-	ifd = open(proc_path(fd, path), O_PATH | O_CLOEXEC);
+	ifd = openat(proc_dir(), proc_name(fd, path), O_PATH | O_CLOEXEC);
 	err = ifd < 0 ? neg_errno() : entry_from_fd(ifd, &e);
 	if (err) {
 		close(fd);
 		reply_status(req, err);
 		return;
 	}
-	set_open_reply(fi, fd);
+	set_open_reply(fi, fd, e.attr.st_dev);
 	passthrough_attach(req, inode_of(e.ino), fd, fi);
 	if (rf_reply_create(req, &e, fi) < 0) {
 		passthrough_detach(req, inode_of(e.ino), fi->fh);
@@ -189,7 +200,7 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 static int create_file(rf_req *req, const struct open_target *t, int flags)
 {
 	char path[PROC_PATH_MAX];
-	struct open_target again = {AT_FDCWD, path, 0};
+	struct open_target again = {proc_dir(), path, 0};
 	struct stat st;
 	int fd = open_for_caller(req, t, flags | O_CREAT | O_EXCL | O_NOFOLLOW), pfd, err;
 
@@ -203,7 +214,7 @@ static int create_file(rf_req *req, const struct open_target *t, int flags)
 		err = S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;
 	if (!err) {
 		/* O_CREAT only so that it opens as the caller, like any create. */
-		proc_path(pfd, path);
+		proc_name(pfd, path);
 		err = open_for_caller(req, &again, flags | O_CREAT);
 	}
 	close(pfd);

@@ -11,6 +11,9 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	int err;
 
 	(void)userdata;
+	/* Opens by magic link walk one component from here; after any fork, so it is ours. */
+	if (fs.proc_fd < 0)
+		fs.proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
 	/* Copying SOURCE's mount for the atime modes needs CAP_SYS_ADMIN: before the drop. */
 	atime_init();
 	/* On the thread that starts the transport's threads, before it does: they inherit. */
@@ -41,13 +44,30 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	if ((conn->capable & (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK)) ==
 	    (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK))
 		conn->want |= RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK;
+	/* Creates carry the one supplementary group that decides what a new object inherits,
+	 * so they need not read the caller's groups from /proc (creds.c). */
+	conn->want |= conn->capable & RF_CAP_CREATE_SUPP_GROUP;
 	/* A local filesystem lets an O_DIRECT file be mapped. */
 	conn->want |= conn->capable & RF_CAP_DIRECT_IO_ALLOW_MMAP;
 	if (fs.cache == CACHE_ALWAYS)
 		conn->want |= conn->capable & RF_CAP_CACHE_SYMLINKS;
+	/*
+	 * Without HANDLE_KILLPRIV_V2 the kernel asks for security.capability (a GETXATTR round
+	 * trip) before every write(2) that is not direct I/O, to decide whether to clear
+	 * privileges; with it, the superblock is SB_NOSEC and an inode found free of suid, sgid
+	 * and capabilities stays so until its attributes are next refreshed. The server then
+	 * clears them on write, truncate and chown as the flag asks (FUSE_WRITE_KILL_SUIDGID:
+	 * pt_write(); truncating opens, truncates and chowns run as the caller, so the filesystem
+	 * underneath clears them itself, capabilities included). Not with kernel passthrough: the
+	 * kernel then leaves the clearing of a passthrough write to a server that never sees the
+	 * write (it drops the suid/sgid kill from the setattr it would have sent).
+	 */
+	if (!(conn->want & RF_CAP_PASSTHROUGH))
+		conn->want |= conn->capable & RF_CAP_HANDLE_KILLPRIV_V2;
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
 	fs.acl = (conn->want & conn->capable & RF_CAP_POSIX_ACL) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
+	fs.create_groups = (conn->want & conn->capable & RF_CAP_CREATE_SUPP_GROUP) != 0;
 	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
 }
 

@@ -165,9 +165,12 @@ struct pt_fs {
 	atomic_bool passthrough; /* negotiated at INIT; cleared when the kernel refuses for good */
 	bool acl;		 /* negotiated at INIT: the kernel checks POSIX ACLs */
 	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
+	bool create_groups;	 /* negotiated at INIT: creates carry the caller's parent group */
 	bool switch_creds;
 	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
+	bool root_in_memory; /* SOURCE's filesystem keeps its data in memory (tmpfs, ramfs) */
+	int proc_fd;	     /* /proc/self/fd of the serving process, or -1 (open.c) */
 	struct shard shards[NSHARDS];
 };
 
@@ -179,8 +182,16 @@ extern const struct rf_ops pt_ops;
 /* A thread's filesystem identity while it acts for a caller (creds.c). */
 struct creds {
 	bool switched; /* an unprivileged caller's */
+	bool narrow;   /* with fewer than the caller's groups: creds_widen() may add them */
 	uid_t uid;     /* the caller's */
 	gid_t gid;
+};
+
+/* Which of the caller's supplementary groups an operation needs (creds.c explains). */
+enum creds_need {
+	NEED_GROUPS,	 /* all of them */
+	NEED_CREATE,	 /* the one the kernel sent with a create, if any */
+	NEED_PERMISSION, /* none, unless the operation is refused without them */
 };
 
 /* Whose rights a backend write runs with (creds_io_begin()). */
@@ -207,6 +218,21 @@ static inline const char *proc_path(int fd, char buf[PROC_PATH_MAX])
 {
 	snprintf(buf, PROC_PATH_MAX, "/proc/self/fd/%d", fd);
 	return buf;
+}
+
+/* The same link for *at() calls: the name under proc_dir(), which walks one component
+ * instead of four when this process's /proc/self/fd is held open (fs.proc_fd). */
+static inline const char *proc_name(int fd, char buf[PROC_PATH_MAX])
+{
+	if (fs.proc_fd < 0)
+		return proc_path(fd, buf);
+	snprintf(buf, PROC_PATH_MAX, "%d", fd);
+	return buf;
+}
+
+static inline int proc_dir(void)
+{
+	return fs.proc_fd < 0 ? AT_FDCWD : fs.proc_fd;
 }
 
 /* The backing descriptor of an open file. */
@@ -237,6 +263,7 @@ static inline int stat_fd(int fd, struct stat *st)
 
 /* ---- setup.c ---- */
 int pt_setup(rf_session *se, const char *source, const char *mountpoint);
+bool fd_in_memory(int fd);
 void pt_teardown(void);
 
 /* ---- status.c ---- */
@@ -247,6 +274,8 @@ uint64_t key_hash(dev_t dev, ino_t ino);
 struct shard *shard_of(uint64_t h);
 int table_init(void);
 struct pt_inode *inode_get(const struct stat *st, int *fd);
+struct pt_inode *inode_find(dev_t dev, ino_t ino);
+bool inode_known(dev_t dev, ino_t ino);
 void inode_ref(struct pt_inode *in);
 void inode_put(struct pt_inode *in, uint64_t n);
 void table_clear(void);
@@ -258,7 +287,8 @@ int caps_raise(int cap);
 void caps_lower(int cap);
 
 /* ---- creds.c ---- */
-int creds_enter(rf_req *req, struct creds *c);
+int creds_enter(rf_req *req, enum creds_need need, struct creds *c);
+bool creds_widen(rf_req *req, struct creds *c, int err);
 void creds_pause(struct creds *c);
 void creds_resume(struct creds *c);
 void creds_leave(struct creds *c);
@@ -277,7 +307,13 @@ bool is_root_object(const struct stat *st);
 bool within_source(int dirfd);
 int entry_from_fd(int fd, struct rf_entry_param *e);
 int entry_of_inode(struct pt_inode *in, struct rf_entry_param *e);
-int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e);
+/* What a lookup expects to find: decides whether it asks the table first. */
+enum lookup_hint {
+	LOOKUP_KNOWN, /* probably an inode the kernel holds already */
+	LOOKUP_NEW,   /* probably an object the table does not have (just created, say) */
+};
+int lookup_name(struct pt_inode *dir, const char *name, enum lookup_hint hint,
+		struct rf_entry_param *e);
 void reply_entry(rf_req *req, const struct rf_entry_param *e);
 void pt_lookup(rf_req *req, rf_ino parent, const char *name);
 void pt_forget(rf_req *req, rf_ino ino, uint64_t nlookup);

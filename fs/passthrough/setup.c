@@ -5,6 +5,7 @@
 #include "passthrough.h"
 
 #include <sys/resource.h>
+#include <sys/statfs.h>
 
 #define TIMEOUT_AUTO   1.0
 #define TIMEOUT_ALWAYS 86400.0
@@ -63,6 +64,18 @@ static int check_mountpoint(const char *mnt)
 	return err;
 }
 
+/* Whether fd's filesystem keeps its data in memory only, so no read or write of it waits for a
+ * device. */
+bool fd_in_memory(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) < 0)
+		return false;
+	/* f_type is a signed word of either size; the magic numbers are 32 bits. */
+	return (uint32_t)sf.f_type == TMPFS_MAGIC || (uint32_t)sf.f_type == RAMFS_MAGIC;
+}
+
 static int open_source(const char *source)
 {
 	struct stat st;
@@ -79,6 +92,7 @@ static int open_source(const char *source)
 		fprintf(stderr, "ringfuse-passthrough: %s: %s\n", source, strerror(-err));
 		return err;
 	}
+	fs.root_in_memory = fd_in_memory(fs.root.fd);
 	fs.root.type = S_IFDIR;
 	fs.root.dev = st.st_dev;
 	fs.root.ino = st.st_ino;
@@ -96,6 +110,7 @@ int pt_setup(rf_session *se, const char *source, const char *mountpoint)
 	int err;
 
 	fs.se = se;
+	fs.proc_fd = -1; /* opened by init, in the process that serves */
 	err = parse_options(se);
 
 	if (!err)
@@ -131,4 +146,7 @@ void pt_teardown(void)
 	if (fs.root.fd >= 0)
 		close(fs.root.fd);
 	fs.root.fd = -1;
+	if (fs.proc_fd >= 0)
+		close(fs.proc_fd);
+	fs.proc_fd = -1;
 }

@@ -45,7 +45,7 @@ void pt_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, s
 	char path[PROC_PATH_MAX];
 	int cap = cap_for(name, true);
 	struct creds c;
-	int err = creds_enter(req, &c);
+	int err = creds_enter(req, NEED_GROUPS, &c); /* an ACL is a chmod too */
 
 	if (!err && !(err = cap_begin(cap))) {
 		if (setxattr(proc_path(inode_of(ino)->fd, path), name, value, size, flags) < 0)
@@ -61,7 +61,7 @@ void pt_removexattr(rf_req *req, rf_ino ino, const char *name)
 	char path[PROC_PATH_MAX];
 	int cap = cap_for(name, true);
 	struct creds c;
-	int err = creds_enter(req, &c);
+	int err = creds_enter(req, NEED_GROUPS, &c); /* an ACL is a chmod too */
 
 	if (!err && !(err = cap_begin(cap))) {
 		if (removexattr(proc_path(inode_of(ino)->fd, path), name) < 0)

@@ -436,6 +436,52 @@ def test_owner_rights(mnt):
     assert st.st_mtime_ns == OLD
 
 
+def group_dir_ops(top, mode):
+    """What a member of EXTRA_GROUP through a supplementary group may do in a setgid directory
+    of that group with mode under top: each operation's errno and the modes it left."""
+    top = os.path.join(top, "club-%o" % mode)
+    os.mkdir(top)
+    os.chown(top, 0, EXTRA_GROUP)
+    os.chmod(top, mode)
+    j = lambda *n: os.path.join(top, *n)  # noqa: E731
+
+    def probe():
+        def create(path, flags):
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY | flags, 0o2775))
+
+        got = {
+            "create g+s": attempt(create, j("f"), os.O_EXCL),
+            "create g+s, O_TRUNC": attempt(create, j("t"), os.O_TRUNC),
+            "mkdir": attempt(os.mkdir, j("d"), 0o2775),
+            "mkfifo": attempt(os.mkfifo, j("p"), 0o2775),
+            "symlink": attempt(os.symlink, "f", j("l")),
+            "link": attempt(os.link, j("f"), j("f2")),
+            "rename": attempt(os.rename, j("f2"), j("f3")),
+            "access W_OK": 0 if os.access(top, os.W_OK) else errno.EACCES,
+            "unlink": attempt(os.unlink, j("f3")),
+            "rmdir": attempt(os.rmdir, j("d")),
+        }
+        got.update({"mode " + n: "%o" % mode_of(j(n)) for n in ("f", "t", "p")
+                    if os.path.lexists(j(n))})
+        return got
+
+    return run_as(USER, GROUP, probe, groups=(EXTRA_GROUP,), umask=0)
+
+
+@pytest.mark.parametrize("mode", [0o2770, 0o2777], ids=["group-only", "anyone"])
+def test_supplementary_group_rights_as_on_a_local_filesystem(mnt, mode):
+    """Rights that come from a supplementary group: the daemon acts for the caller with fewer
+    groups where it may (creds.c) and must end up where a local filesystem does. In a directory
+    only the group may write, every operation needs the group; in one anyone may write, none
+    does, but a new file keeps its set-group-ID bit only for a member of the directory's
+    group."""
+    ref = rfutil.make_dir("groups-ref-")
+    want = group_dir_ops(ref, mode)
+    got = group_dir_ops(mnt.p(""), mode)
+    assert want["create g+s"] == 0 and want["mode f"] == "2775", want  # the reference itself
+    assert got == want
+
+
 def test_sticky_directory(mnt):
     st = mnt.p("sticky")
     os.mkdir(st)

@@ -145,6 +145,26 @@ def test_passthrough_and_writeback_exclude_each_other(mounter, transport, fs):
     assert traced(m, "READ") == 0 and traced(m, "WRITE") == 0
 
 
+@pytest.mark.parametrize("opts", [(), ("writeback",)], ids=["write-through", "writeback"])
+def test_buffered_writes_do_not_ask_for_capabilities(mounter, transport, fs, opts):
+    """Without kernel passthrough the daemon takes on clearing privileges on write
+    (FUSE_HANDLE_KILLPRIV_V2): the kernel then stops asking for security.capability before
+    every write(2), which cost a round trip each. The clearing itself is proven in
+    test_attacks.py (test_suid_sgid_cleared_as_on_a_local_filesystem)."""
+    m = mounter(transport, fs, opts=("debug",) + opts)
+    fd = os.open(m.p("f"), os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        for i in range(50):
+            os.pwrite(fd, b"w" * 100, i * 100)
+    finally:
+        os.close(fd)
+    assert read_file(m.p("f")) == b"w" * 5000
+    stop(m)
+    asked = len(re.findall(r"<- GETXATTR #\d+ .*name 'security.capability'",
+                           m.daemon.output()))
+    assert asked <= 1, "%d GETXATTR security.capability for 50 writes" % asked
+
+
 def test_passthrough_shared_opens(mounter, transport, fs):
     """Every open of one inode shares one backing file (the kernel refuses two): different
     modes, O_APPEND, O_DIRECT, a second name, all at once; then open/close cycles leak nothing."""

@@ -52,6 +52,8 @@ static struct {
 	rf_req *interrupted;
 	bool saw_interrupted;
 	unsigned int inits, destroys;
+	int ngroups; /* rf_req_create_groups() in mkdir */
+	gid_t groups[4];
 } rec;
 
 static bool defer_mode;
@@ -190,6 +192,7 @@ static void fs_mkdir(rf_req *req, rf_ino parent, const char *name, mode_t mode)
 	note(req, FUSE_MKDIR, parent);
 	copy_name(rec.name, name);
 	rec.mode = mode;
+	rec.ngroups = rf_req_create_groups(req, 4, rec.groups);
 	rf_reply_entry(req, &e);
 }
 
@@ -770,6 +773,48 @@ static void test_mkdir(enum layout lay)
 	      "%s MKDIR reaches mkdir(1, \"dir\", 0755) with umask 022", L);
 	CHECK(replied_ok(sizeof(eo)) && eo.nodeid == 102 && eo.attr.mode == (S_IFDIR | 0755),
 	      "%s MKDIR answered with an entry", L);
+	CHECK(rec.ngroups == 0, "%s MKDIR without extensions: no groups from the kernel", L);
+}
+
+/* A name followed by extensions, as the kernel lays them out (extensions are not aligned to
+ * the name); returns the payload length. */
+static size_t name_and_ext(char *pl, const char *name, const void *ext, size_t extlen)
+{
+	size_t n = strlen(name) + 1;
+
+	memcpy(pl, name, n);
+	memcpy(pl + n, ext, extlen);
+	return n + extlen;
+}
+
+static void test_create_groups(enum layout lay)
+{
+	const char *L = layout_name[lay];
+	struct fuse_mkdir_in mi = {.mode = 0755, .umask = 022};
+	/* A security context block first (nr_secctx 0), then FUSE_EXT_GROUPS with one group. */
+	uint32_t two[] = {8, 0, 16, FUSE_EXT_GROUPS, 1, 4242};
+	uint32_t bad_size[] = {12, FUSE_EXT_GROUPS, 1, 4242};
+	uint32_t too_many[] = {16, FUSE_EXT_GROUPS, 3, 4242};
+	uint32_t other[] = {8, 33};
+	char pl[128];
+
+	feed_ext(se, lay, FUSE_MKDIR, 1, &mi, sizeof(mi), pl,
+		 name_and_ext(pl, "dir", two, sizeof(two)), sizeof(two) / 8);
+	CHECK(rec.op == FUSE_MKDIR && !strcmp(rec.name, "dir") && rec.ngroups == 1 &&
+		      rec.groups[0] == 4242 && replied_ok(sizeof(struct fuse_entry_out)),
+	      "%s MKDIR with FUSE_EXT_GROUPS: rf_req_create_groups() gives its group", L);
+	feed_ext(se, lay, FUSE_MKDIR, 1, &mi, sizeof(mi), pl,
+		 name_and_ext(pl, "dir", other, sizeof(other)), sizeof(other) / 8);
+	CHECK(rec.op == FUSE_MKDIR && rec.ngroups == 0,
+	      "%s MKDIR with an unknown extension only: no groups", L);
+	feed_ext(se, lay, FUSE_MKDIR, 1, &mi, sizeof(mi), pl, name_and_ext(pl, "dir", bad_size, 16),
+		 2);
+	CHECK(rec.op == FUSE_MKDIR && rec.ngroups == -EIO,
+	      "%s extension size not a multiple of 8: -EIO, not a group", L);
+	feed_ext(se, lay, FUSE_MKDIR, 1, &mi, sizeof(mi), pl,
+		 name_and_ext(pl, "dir", too_many, sizeof(too_many)), sizeof(too_many) / 8);
+	CHECK(rec.op == FUSE_MKDIR && rec.ngroups == -EIO,
+	      "%s more groups than the extension holds: -EIO", L);
 }
 
 static void test_rename2(enum layout lay)
@@ -1541,6 +1586,7 @@ int main(void)
 		test_read(lay);
 		test_write(lay);
 		test_mkdir(lay);
+		test_create_groups(lay);
 		test_rename2(lay);
 		test_setxattr(lay);
 		test_batch_forget(lay);
