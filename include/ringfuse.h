@@ -320,6 +320,11 @@ struct rf_ops {
 	void (*interrupt)(rf_req *req, void *userdata);
 	/* Filesystem-wide sync (syncfs(2)). Valid reply: rf_reply_err. */
 	void (*syncfs)(rf_req *req, rf_ino ino);
+	/* The mount was remounted with other flags (mount -o remount,...): mount_flags holds the
+	 * new RF_MOUNT_* bits, which rf_session_mount_flags() returns from now on. Runs on a
+	 * library thread that follows the mount table, once per change, never concurrently with
+	 * itself, only after init. No reply. */
+	void (*remount)(void *userdata, unsigned int mount_flags);
 };
 
 /* ---- Requests: accessors, callable from any thread until the request is answered ---- */
@@ -417,7 +422,8 @@ size_t rf_add_direntry_plus(rf_req *req, char *buf, size_t bufsize, const char *
  * flight (one at a time; a callback may start the next), or another -errno; if it fails, cb
  * is never called. After a 0 return req may already be answered by cb: do not touch it.
  * cb gets the result: >= 0 (bytes, 0, or the new fd for rf_io_openat, which cb then owns) or
- * a negative errno. One operation moves at most INT32_MAX bytes (longer ones complete short).
+ * a negative errno. A read or write moves at most INT32_MAX bytes (longer ones complete short);
+ * a fallocate range is passed on whole, whatever its length.
  * Buffers, paths and stx are caller-owned and must stay valid until cb runs.
  */
 struct statx;
@@ -474,16 +480,21 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   -f foreground, -d debug trace (implies -f), -s single-threaded (no extra dev/uring-rw
  *   workers), -h/--help, -V/--version, -- (end of options),
  *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
- *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec, noatime,
- *      atime, nodiratime, sync, async, dirsync, fsname=, subtype=, max_write=N,
+ *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec,
+ *      relatime (default), noatime, strictatime, atime, nodiratime, diratime, lazytime,
+ *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,
- *      uring_pin=0|1, threads=N, plus the filesystem's own options, read with
- *      rf_session_opt().
+ *      uring_pin=0|1, threads=N, remount, the words mount(8) and fstab use for themselves
+ *      (defaults, _netdev, nofail, auto, noauto, user, users, owner, group, x-*, comment=...;
+ *      ignored), plus the filesystem's own options, read with rf_session_opt(). The mount's
+ *      type is fuse.PROGRAM unless subtype= says otherwise.
  * ops (ops_size bytes: pass sizeof(struct rf_ops)) is copied; members missing from a smaller
  * table are NULL, those beyond a larger one are ignored with a warning. userdata is passed to
  * init/destroy and returned by rf_req_userdata(). Returns NULL on bad usage (errno = EINVAL,
  * the message went through the log hook) or ENOMEM. When -h or -V were given, the text is
- * printed on stdout and NULL is returned with errno = 0.
+ * printed on stdout and NULL is returned with errno = 0. With -o remount, the flags the options
+ * name are changed on the existing mount at the mountpoint (MS_REMOUNT, as mount -o remount
+ * asks a helper to) and NULL is returned with errno 0, or the error.
  */
 rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size,
 			   void *userdata);
@@ -518,6 +529,28 @@ void rf_session_destroy(rf_session *se);
 /* Name of the transport in use: "uring", "dev", "uring-rw" (after a fallback, the one actually
  * in use), or "none" before INIT was answered. A static string. */
 const char *rf_session_transport(const rf_session *se);
+/*
+ * Mount flags a filesystem has to act on itself. The kernel never updates access times on a
+ * FUSE filesystem: the server keeps them, by the rules of the mount's atime mode, and not at
+ * all on a read-only mount. The flags come from the options first, then from the mount table
+ * once mounted, and follow remounts (see ops->remount). Neither NOATIME nor STRICTATIME means
+ * relatime, the kernel's default.
+ */
+#define RF_MOUNT_RDONLY	     (1u << 0) /* ro */
+#define RF_MOUNT_NOATIME     (1u << 1) /* noatime: no access changes atime */
+#define RF_MOUNT_NODIRATIME  (1u << 2) /* nodiratime: listing a directory does not */
+#define RF_MOUNT_STRICTATIME (1u << 3) /* strictatime: every access does */
+/* The RF_MOUNT_* flags of the mount now; any thread, lock-free. */
+unsigned int rf_session_mount_flags(const rf_session *se);
+/*
+ * Should an access now (a read of a file, a listing of a directory, a readlink) set the
+ * access time of an object of this mode (S_IFMT bits) with these times to the current time?
+ * The kernel's rule for a local filesystem under the mount's flags: never when read-only,
+ * noatime, or nodiratime for a directory; always with strictatime; with relatime when atime
+ * is not newer than mtime or ctime, or is a day old. Any thread.
+ */
+int rf_atime_due(const rf_session *se, mode_t mode, const struct timespec *atime,
+		 const struct timespec *mtime, const struct timespec *ctime);
 /* Convenience: new + run + destroy. Returns an exit status: 0 (also after -h or -V) or 1. */
 int rf_main(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size, void *userdata);
 

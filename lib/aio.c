@@ -53,8 +53,11 @@ static int io_start(rf_req *req)
 {
 	int ret;
 
-	if (req->io.len > INT32_MAX)
-		req->io.len = INT32_MAX; /* results travel as int; callers continue short I/O */
+	/* A read or write reports its byte count as an int: cut it, the callers continue short
+	 * I/O. Any other length is a range (fallocate), whose result is a status: cutting it would
+	 * allocate, punch or zero less than asked and still report success. */
+	if ((req->io.op == RF_IO_READ || req->io.op == RF_IO_WRITE) && req->io.len > INT32_MAX)
+		req->io.len = INT32_MAX;
 	if (req->rops->io_submit && !req->io_inline) {
 		ret = req->rops->io_submit(req);
 		if (ret != -EAGAIN)
@@ -130,7 +133,7 @@ int rf_io_fallocate(rf_req *req, int fd, int mode, off_t off, off_t len, rf_io_c
 	}
 	req->io.flags = mode;
 	req->io.off = off;
-	req->io.len = (size_t)len;
+	req->io.len = (uint64_t)len;
 	return io_start(req);
 }
 

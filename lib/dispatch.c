@@ -538,6 +538,9 @@ static void do_write(struct msg *m)
 static void do_statfs(struct msg *m)
 {
 	TRACE(m, "%s", "");
+	/* A remount (rf_remount()) ends with a statfs: once it is answered, the server acts on
+	 * the new flags without waiting for the mount table watch to wake up. */
+	rf_mount_flags_refresh(m->se, true);
 	if (m->se->ops.statfs) {
 		m->se->ops.statfs(m->req, m->ih.nodeid);
 	} else {
@@ -788,9 +791,19 @@ static void do_copy_file_range(struct msg *m)
 {
 	const struct fuse_copy_file_range_in *ci = &m->in.copy;
 	struct rf_file_info fi_in = {0}, fi_out = {0};
+	uint64_t len = ci->len;
 
 	if (!offset_ok(ci->off_in) || !offset_ok(ci->off_out))
 		BAD(m, EINVAL, "negative offset");
+	/* A shorter copy is a valid answer: keep the count within what the reply (32 bits for
+	 * the old opcode, as the kernel asks it) and size_t can carry. */
+	if (m->ih.opcode == FUSE_COPY_FILE_RANGE &&
+	    len > (UINT32_MAX & ~(uint64_t)(RF_PAGE_SIZE - 1)))
+		len = UINT32_MAX & ~(uint64_t)(RF_PAGE_SIZE - 1);
+#if SIZE_MAX < UINT64_MAX
+	if (len > SIZE_MAX)
+		len = SIZE_MAX;
+#endif
 	fi_in.fh = ci->fh_in;
 	fi_out.fh = ci->fh_out;
 	TRACE(m, "off_in %" PRIu64 " node_out %" PRIu64 " off_out %" PRIu64 " len %" PRIu64,
@@ -799,8 +812,8 @@ static void do_copy_file_range(struct msg *m)
 		rf_reply_err(m->req, ENOSYS);
 	else
 		m->se->ops.copy_file_range(m->req, m->ih.nodeid, (off_t)ci->off_in, &fi_in,
-					   ci->nodeid_out, (off_t)ci->off_out, &fi_out,
-					   (size_t)ci->len, (int)ci->flags);
+					   ci->nodeid_out, (off_t)ci->off_out, &fi_out, (size_t)len,
+					   (int)ci->flags);
 }
 
 static void do_syncfs(struct msg *m)

@@ -1,7 +1,7 @@
 /*
- * Mounting and unmounting. As root: open /dev/fuse and mount(2) it directly. As any other
- * user: run fusermount3, the setuid helper every FUSE installation ships, which checks what an
- * unprivileged user may mount (it forces nosuid,nodev and honours user_allow_other in
+ * Mounting, remounting and unmounting. As root: open /dev/fuse and mount(2) it directly. As any
+ * other user: run fusermount3, the setuid helper every FUSE installation ships, which checks what
+ * an unprivileged user may mount (it forces nosuid,nodev and honours user_allow_other in
  * /etc/fuse.conf) and passes the /dev/fuse fd back over a socket.
  */
 #include "ringfuse_i.h"
@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -104,7 +105,8 @@ static int receive_fd(int sock)
 	return fd;
 }
 
-/* fusermount3 takes mount flags as option words; it enforces nosuid,nodev itself. */
+/* fusermount3 takes mount flags as option words; it enforces nosuid,nodev itself. It knows no
+ * word for nodiratime or strictatime: the server honours those itself (mount_table.c). */
 static void flag_words(const rf_session *se, char *buf, size_t size)
 {
 	static const struct {
@@ -112,7 +114,6 @@ static void flag_words(const rf_session *se, char *buf, size_t size)
 		const char *word;
 	} words[] = {{MS_NOEXEC, ",noexec"},
 		     {MS_NOATIME, ",noatime"},
-		     {MS_NODIRATIME, ",nodiratime"},
 		     {MS_SYNCHRONOUS, ",sync"},
 		     {MS_DIRSYNC, ",dirsync"}};
 	size_t used = 0;
@@ -174,34 +175,6 @@ static int mount_with_fusermount(rf_session *se)
 	return 0;
 }
 
-/*
- * Find the "major:minor" of the mount at se->mountpoint in /proc/self/mountinfo (the newest one,
- * as mounts stack). Reading the table never calls into the filesystem, so this is safe while
- * nobody serves it. Returns 0 and fills dev, or -ENOENT.
- */
-static int find_mount_dev(const rf_session *se, char *dev, size_t devlen)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int ret = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char mdev[64], mpoint[PATH_MAX];
-
-		/* id parent major:minor root mountpoint ... (mountpoint octal-escaped) */
-		if (sscanf(line, "%*d %*d %63s %*s %4095s", mdev, mpoint) != 2)
-			continue;
-		if (strcmp(mpoint, se->mountpoint) == 0 && strstr(line, " - fuse")) {
-			snprintf(dev, devlen, "%s", mdev);
-			ret = 0;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
 int rf_mount(rf_session *se)
 {
 	int ret;
@@ -211,19 +184,71 @@ int rf_mount(rf_session *se)
 	else
 		ret = mount_with_fusermount(se);
 	if (ret == 0) {
+		struct rf_mount_entry e;
+
 		se->mounted = true;
-		if (find_mount_dev(se, se->mount_dev, sizeof(se->mount_dev)) < 0)
+		/* Reading the table never calls into the filesystem: safe while nobody serves it.
+		 */
+		if (rf_mount_table_lookup(se, NULL, &e) == 0)
+			snprintf(se->mount_dev, sizeof(se->mount_dev), "%s", e.dev);
+		else
 			se->mount_dev[0] = '\0';
+		rf_mount_flags_refresh(se, false);
 	}
 	return ret;
 }
 
+int rf_remount(rf_session *se)
+{
+	const struct rf_opts *o = &se->opts;
+	struct rf_mount_entry e;
+	unsigned long flags;
+	struct statfs sf;
+	char *abs = realpath(se->mountpoint, NULL);
+
+	if (!abs) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: cannot remount %s: %s", se->mountpoint,
+		       strerror(err));
+		return -err;
+	}
+	free(se->mountpoint);
+	se->mountpoint = abs;
+	if (rf_mount_table_lookup(se, NULL, &e) < 0) {
+		rf_log(RF_LOG_ERR, "ringfuse: cannot remount %s: not a FUSE mount", se->mountpoint);
+		return -EINVAL;
+	}
+	/* MS_REMOUNT sets every per-mount flag: keep those the options do not change. FUSE
+	 * ignores filesystem options on a remount and refuses only mandatory locking. */
+	flags = (e.ms_flags & ~o->flags_clear) | o->flags_set;
+	if (o->ro_given)
+		flags = o->ro ? flags | MS_RDONLY : flags & ~MS_RDONLY;
+	if (mount(NULL, se->mountpoint, NULL, MS_REMOUNT | flags, NULL) < 0) {
+		int err = errno;
+
+		rf_log(RF_LOG_ERR, "ringfuse: remounting %s failed: %s%s", se->mountpoint,
+		       strerror(err),
+		       err == EPERM   ? " (remounting needs root)"
+		       : err == EBUSY ? " (files are open for writing)"
+				      : "");
+		return -err;
+	}
+	/* The server learns of the new flags from the mount table, and reads it again for each
+	 * statfs: once this one is answered, it acts on them. */
+	if (statfs(se->mountpoint, &sf) < 0)
+		rf_log(RF_LOG_WARN, "ringfuse: %s does not answer: %s", se->mountpoint,
+		       strerror(errno));
+	return 0;
+}
+
 bool rf_mount_still_there(const rf_session *se)
 {
-	char dev[64];
+	struct rf_mount_entry e;
 
-	return se->mounted && se->mount_dev[0] && find_mount_dev(se, dev, sizeof(dev)) == 0 &&
-	       strcmp(dev, se->mount_dev) == 0;
+	/* Ours must be the top one: unmounting the mountpoint takes away whatever is on top. */
+	return se->mounted && se->mount_dev[0] && rf_mount_table_lookup(se, NULL, &e) == 0 &&
+	       strcmp(e.dev, se->mount_dev) == 0;
 }
 
 void rf_unmount(rf_session *se)

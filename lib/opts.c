@@ -3,7 +3,9 @@
  *   prog [options] [source] mountpoint
  * with -f, -d, -s, -h, -V and -o opt[,opt...]. Options the library does not know are kept for
  * the filesystem (rf_session_opt); one that nobody asked for by the time the session runs is
- * an error, so a typo never silently changes nothing.
+ * an error, so a typo never silently changes nothing. The words mount(8) and /etc/fstab add
+ * for themselves are accepted, and -o remount is done here and then (the options name the flags
+ * to change; all others are those of the existing mount, and are ignored).
  */
 #include "ringfuse_i.h"
 
@@ -34,9 +36,17 @@ static void print_help(const char *prog)
 	       "    default_permissions    kernel checks permissions (the default)\n"
 	       "    no_default_permissions leave permission checks to the filesystem\n"
 	       "    ro, rw                 read-only / read-write mount\n"
-	       "    nosuid, suid, nodev, dev, noexec, exec, noatime, atime, sync, dirsync\n"
+	       "    remount                change the flags of the mount at mountpoint (as\n"
+	       "                           mount -o remount does through the helper) and exit\n"
+	       "    nosuid, suid, nodev, dev, noexec, exec, sync, async, dirsync, lazytime,\n"
+	       "    nosymfollow            mount flags\n"
+	       "    relatime, noatime, strictatime, nodiratime\n"
+	       "                           when reads update access times (default relatime)\n"
 	       "    fsname=NAME            name shown as the mount's source\n"
-	       "    subtype=NAME           filesystem type shown as fuse.NAME\n"
+	       "    subtype=NAME           filesystem type shown as fuse.NAME (default: the\n"
+	       "                           program's name)\n"
+	       "    defaults, _netdev, nofail, auto, noauto, user, users, x-*, comment=...\n"
+	       "                           mount(8)'s own words: accepted and ignored\n"
 	       "    max_write=N            largest write request in bytes (4096..1048576)\n"
 	       "    max_background=N       async requests in flight (default: queues x depth)\n"
 	       "    transport=T            auto (default), uring, dev or uring-rw\n"
@@ -106,12 +116,32 @@ struct flag_opt {
 	unsigned long set, clear;
 };
 
-/* Plain mount flags passed through to mount(2). */
+#define ATIME_MODES (MS_NOATIME | MS_RELATIME | MS_STRICTATIME)
+
+/* Plain mount flags passed through to mount(2); the last word of a kind wins, as in mount(8).
+ * The atime words also tell the filesystem how to keep access times (rf_atime_due()). */
 static const struct flag_opt mount_flags[] = {
-	{"nosuid", MS_NOSUID, 0},     {"suid", 0, MS_NOSUID},	  {"nodev", MS_NODEV, 0},
-	{"dev", 0, MS_NODEV},	      {"noexec", MS_NOEXEC, 0},	  {"exec", 0, MS_NOEXEC},
-	{"noatime", MS_NOATIME, 0},   {"atime", 0, MS_NOATIME},	  {"sync", MS_SYNCHRONOUS, 0},
-	{"async", 0, MS_SYNCHRONOUS}, {"dirsync", MS_DIRSYNC, 0}, {"nodiratime", MS_NODIRATIME, 0},
+	{"nosuid", MS_NOSUID, 0},
+	{"suid", 0, MS_NOSUID},
+	{"nodev", MS_NODEV, 0},
+	{"dev", 0, MS_NODEV},
+	{"noexec", MS_NOEXEC, 0},
+	{"exec", 0, MS_NOEXEC},
+	{"sync", MS_SYNCHRONOUS, 0},
+	{"async", 0, MS_SYNCHRONOUS},
+	{"dirsync", MS_DIRSYNC, 0},
+	{"noatime", MS_NOATIME, ATIME_MODES},
+	{"atime", 0, MS_NOATIME},
+	{"relatime", MS_RELATIME, ATIME_MODES},
+	{"norelatime", 0, MS_RELATIME},
+	{"strictatime", MS_STRICTATIME, ATIME_MODES},
+	{"nostrictatime", 0, MS_STRICTATIME},
+	{"nodiratime", MS_NODIRATIME, 0},
+	{"diratime", 0, MS_NODIRATIME},
+	{"lazytime", MS_LAZYTIME, 0},
+	{"nolazytime", 0, MS_LAZYTIME},
+	{"nosymfollow", MS_NOSYMFOLLOW, 0},
+	{"symfollow", 0, MS_NOSYMFOLLOW},
 };
 
 static int keep_extra(struct rf_opts *o, const char *opt)
@@ -128,6 +158,26 @@ static int keep_extra(struct rf_opts *o, const char *opt)
 	return 0;
 }
 
+/*
+ * Words mount(8) and /etc/fstab use that concern mount(8) alone (who may mount, when, in which
+ * order, comments): a helper passes some of them on, so they are accepted and ignored.
+ */
+static bool mount8_word(const char *opt, const char *val)
+{
+	static const char *const bare[] = {"defaults", "_netdev", "nofail",  "auto",  "noauto",
+					   "nouser",   "users",	  "nousers", "owner", "noowner",
+					   "group",    "nogroup", "silent",  "loud"};
+
+	if (!strncmp(opt, "x-", 2) || !strncmp(opt, "X-", 2))
+		return true; /* x-systemd.*, x-gvfs-*, ... */
+	if (!strcmp(opt, "user") || !strcmp(opt, "comment"))
+		return true; /* user[=name], comment=text */
+	for (size_t i = 0; i < sizeof(bare) / sizeof(bare[0]); i++)
+		if (!strcmp(opt, bare[i]))
+			return !val;
+	return false;
+}
+
 static int parse_one(struct rf_opts *o, char *opt)
 {
 	char *val = strchr(opt, '=');
@@ -137,23 +187,31 @@ static int parse_one(struct rf_opts *o, char *opt)
 	if (val)
 		*val++ = '\0';
 	for (size_t i = 0; i < sizeof(mount_flags) / sizeof(mount_flags[0]); i++) {
-		if (!strcmp(opt, mount_flags[i].name) && !val) {
-			o->mount_flags =
-				(o->mount_flags | mount_flags[i].set) & ~mount_flags[i].clear;
+		const struct flag_opt *f = &mount_flags[i];
+
+		if (!strcmp(opt, f->name) && !val) {
+			o->mount_flags = (o->mount_flags & ~f->clear) | f->set;
+			o->flags_set = (o->flags_set & ~f->clear) | f->set;
+			o->flags_clear = (o->flags_clear & ~f->set) | f->clear;
 			return 0;
 		}
 	}
-	if (!strcmp(opt, "allow_other"))
+	if (mount8_word(opt, val))
+		return 0;
+	if (!strcmp(opt, "remount") && !val)
+		o->remount = true;
+	else if (!strcmp(opt, "allow_other"))
 		o->allow_other = true;
 	else if (!strcmp(opt, "default_permissions"))
 		o->default_permissions = true;
 	else if (!strcmp(opt, "no_default_permissions"))
 		o->default_permissions = false;
 	else if (!strcmp(opt, "ro"))
-		o->ro = true;
-	else if (!strcmp(opt, "rw"))
+		o->ro = o->ro_given = true;
+	else if (!strcmp(opt, "rw")) {
 		o->ro = false;
-	else if (!strcmp(opt, "debug"))
+		o->ro_given = true;
+	} else if (!strcmp(opt, "debug"))
 		o->debug = o->foreground = true;
 	else if (!strcmp(opt, "stats"))
 		o->stats = true;
@@ -217,6 +275,24 @@ static int parse_o(struct rf_opts *o, const char *arg)
 		ret = parse_one(o, tok);
 	free(copy);
 	return ret;
+}
+
+/*
+ * The type shown for the mount is fuse.PROGRAM unless subtype= says otherwise, as with libfuse:
+ * it tells mounts apart, and mount(8) finds the helper for remounts by it.
+ */
+static int default_subtype(rf_session *se)
+{
+	const char *base = strrchr(se->progname, '/');
+
+	base = base ? base + 1 : se->progname;
+	if (se->opts.subtype || !*base ||
+	    base[strspn(base, "abcdefghijklmnopqrstuvwxyz"
+			      "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			      "0123456789._+-")])
+		return 0;
+	se->opts.subtype = strdup(base);
+	return se->opts.subtype ? 0 : -ENOMEM;
 }
 
 void rf_opts_free(struct rf_opts *o)
@@ -303,7 +379,15 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 			return -ENOMEM;
 	}
 	se->mountpoint = strdup(pos[npos - 1]);
-	return se->mountpoint ? 0 : -ENOMEM;
+	if (!se->mountpoint)
+		return -ENOMEM;
+	atomic_init(&se->mount_flags, rf_mount_flags_from_opts(o));
+	if (o->remount) {
+		int ret = rf_remount(se);
+
+		return ret ? ret : 1;
+	}
+	return default_subtype(se);
 }
 
 /* Find key in the comma-separated extra list; returns its value ("" if bare) or NULL. */

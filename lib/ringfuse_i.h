@@ -50,7 +50,7 @@ struct rf_io {
 	unsigned int mask;
 	mode_t mode;
 	void *buf;
-	size_t len;
+	uint64_t len; /* bytes to read or write (at most INT32_MAX), or fallocate's range */
 	off_t off;
 	const char *path;
 	rf_io_cb cb;
@@ -121,6 +121,10 @@ struct rf_opts {
 	char *extra;		   /* "-o" options the library did not consume, comma separated */
 	uint64_t queried_mask;	   /* bit i: the i-th extra option was asked for */
 	unsigned long mount_flags; /* MS_* for mount(2) */
+	/* The MS_* words given (the last of a kind wins): a remount changes only these. */
+	unsigned long flags_set, flags_clear;
+	bool ro_given; /* ro or rw was given */
+	bool remount;  /* -o remount: change the flags of the existing mount, serve nothing */
 };
 
 /* A set of request objects the interrupt scanner may look through. */
@@ -142,6 +146,10 @@ struct rf_session {
 	bool mounted;
 	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
 	char mount_dev[64]; /* "major:minor" of our mount, to recognise it in mountinfo */
+	_Atomic unsigned int mount_flags; /* RF_MOUNT_* of our mount, following remounts */
+	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */
+	bool watching;
+	int watch_wake; /* eventfd that ends the watch */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */
 	uint32_t proto_minor;
@@ -223,7 +231,8 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 int rf_dev_write(int fd, const struct iovec *iov, int iovcnt);
 
 /* ---- opts.c ---- */
-/* Fill se->opts, mountpoint, source, progname. Returns 0, 1 (help/version printed) or -errno. */
+/* Fill se->opts, mountpoint, source, progname. Returns 0, 1 (help/version printed, or a remount
+ * done: nothing left to do) or -errno. */
 int rf_opts_parse(rf_session *se, int argc, char *argv[]);
 /* -EINVAL (with a message) if an option was neither the library's nor asked for. */
 int rf_opts_check_unused(const rf_session *se);
@@ -239,8 +248,30 @@ void rf_block_signals(sigset_t *old);
 /* ---- mount.c ---- */
 int rf_mount(rf_session *se);
 void rf_unmount(rf_session *se);
+/* -o remount: give the mount at se->mountpoint the flags the options change (MS_REMOUNT), as
+ * mount(8) asks a helper to; returns 0 or -errno. */
+int rf_remount(rf_session *se);
 /* Our mount is still in the mount table (e.g. the connection was aborted, not unmounted). */
 bool rf_mount_still_there(const rf_session *se);
+
+/* ---- mount_table.c ---- */
+/* RF_MOUNT_* as the options ask for them (before there is a mount to read them from). */
+unsigned int rf_mount_flags_from_opts(const struct rf_opts *o);
+struct rf_mount_entry {
+	char dev[64];		/* "major:minor" */
+	unsigned int flags;	/* RF_MOUNT_* */
+	unsigned long ms_flags; /* MS_* a remount passes to keep them (atime mode included) */
+};
+/* The top FUSE mount at se->mountpoint (with device want_dev, if not NULL) in the mount table:
+ * 0 and its entry (e may be NULL), or -ENOENT. Never calls into the filesystem. */
+int rf_mount_table_lookup(const rf_session *se, const char *want_dev, struct rf_mount_entry *e);
+/* Read our mount's flags from the table into se->mount_flags; announce: log a change and
+ * call ops.remount. */
+void rf_mount_flags_refresh(rf_session *se, bool announce);
+/* Follow the mount table on a thread of its own from now (after the mount and any fork) until
+ * stop; both are no-ops when not mounted. */
+void rf_mount_watch_start(rf_session *se);
+void rf_mount_watch_stop(rf_session *se);
 
 /* ---- log.c ---- */
 void rf_log(enum rf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -372,10 +372,12 @@ int rf_session_run(rf_session *se)
 		daemonize(se);
 	se->main_thread = pthread_self();
 	install_signals(se);
+	rf_mount_watch_start(se);
 
 	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats);
 	if (ret < 0 && !se->exit_status)
 		se->exit_status = ret;
+	rf_mount_watch_stop(se);
 
 	/* Asked to stop while mounted, or the connection was aborted under a mount that is still
 	 * there: either way take the mount away, so nobody is left with a dead directory. */

@@ -1,18 +1,13 @@
 /*
  * memfs attributes: getattr, setattr (mode, ownership, size, times, with the permission
- * rules of each), access, and relatime-style access time updates.
+ * rules of each), access, and access time updates by the mount's atime mode.
  */
 #include "memfs.h"
 
-/* relatime: is an access worth recording? */
-bool atime_due(const struct node *n)
+/* Is an access worth recording, by the mount's atime mode (noatime, relatime, ...)? */
+bool atime_due(rf_req *req, const struct node *n)
 {
-	struct timespec now;
-
-	if (ts_le(&n->atime, &n->mtime) || ts_le(&n->atime, &n->ctime))
-		return true;
-	clock_gettime(CLOCK_REALTIME_COARSE, &now);
-	return now.tv_sec - n->atime.tv_sec >= 24 * 3600;
+	return rf_atime_due(rf_req_session(req), n->type, &n->atime, &n->mtime, &n->ctime);
 }
 
 void atime_update(struct node *n)

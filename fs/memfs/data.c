@@ -174,11 +174,12 @@ static uint32_t chunk_cap_for(uint64_t idx, uint32_t need)
 }
 
 /*
- * The chunk idx with at least need bytes allocated. Newly allocated bytes read as zeros,
+ * The chunk idx with at least need bytes allocated, its growth charged against the capacity
+ * unless the caller charged for it already (charge false). Newly allocated bytes read as zeros,
  * except those in [a, b) which the caller is about to overwrite.
  */
-struct chunk *chunk_prepare(struct fdata *f, uint64_t idx, uint32_t need, uint32_t a, uint32_t b,
-			    int *err)
+static struct chunk *chunk_grow(struct fdata *f, uint64_t idx, uint32_t need, uint32_t a,
+				uint32_t b, bool charge, int *err)
 {
 	void **slot = chunk_slot(f, idx, true);
 	struct chunk *c, *nc;
@@ -193,12 +194,15 @@ struct chunk *chunk_prepare(struct fdata *f, uint64_t idx, uint32_t need, uint32
 	if (oldcap >= need)
 		return c;
 	cap = chunk_cap_for(idx, need);
-	*err = space_charge(cap - oldcap);
-	if (*err)
-		return NULL;
+	if (charge) {
+		*err = space_charge(cap - oldcap);
+		if (*err)
+			return NULL;
+	}
 	nc = realloc(c, sizeof(*nc) + cap);
 	if (!nc) {
-		space_release(cap - oldcap);
+		if (charge)
+			space_release(cap - oldcap);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -211,6 +215,12 @@ struct chunk *chunk_prepare(struct fdata *f, uint64_t idx, uint32_t need, uint32
 	*slot = nc;
 	f->alloc += cap - oldcap;
 	return nc;
+}
+
+struct chunk *chunk_prepare(struct fdata *f, uint64_t idx, uint32_t need, uint32_t a, uint32_t b,
+			    int *err)
+{
+	return chunk_grow(f, idx, need, a, b, true, err);
 }
 
 /* Copy [off, off + len) of the file to dst, zeros for holes; the range lies within the file. */
@@ -294,20 +304,54 @@ void file_punch(struct node *n, uint64_t off, uint64_t end)
 	}
 }
 
-/* Allocate [off, end) as zeros where it is a hole. */
+/*
+ * Bytes that allocating [off, end) adds: every chunk of the range that is missing, and what the
+ * first chunk, the only one that grows gradually, lacks. Walks the chunks present only, so a
+ * range of any length over a sparse file costs what the file holds.
+ */
+static uint64_t alloc_need(const struct fdata *f, uint64_t off, uint64_t end)
+{
+	uint64_t first = off >> CHUNK_SHIFT, last = (end - 1) >> CHUNK_SHIFT, idx = first;
+	uint64_t need = 0;
+
+	if (first == 0) {
+		const struct chunk *c = chunk_at(f, 0);
+		uint32_t cap = chunk_cap_for(0, (uint32_t)min_u64(end, CHUNK_SIZE));
+		uint32_t have = c ? c->cap : 0;
+
+		need = cap > have ? cap - have : 0;
+		idx = 1;
+	}
+	if (idx > last)
+		return need;
+	need += (last - idx + 1) * (uint64_t)CHUNK_SIZE;
+	/* Every chunk past the first is whole: each one present needs nothing. */
+	while (chunk_next(f, idx, &idx) && idx <= last) {
+		need -= CHUNK_SIZE;
+		idx++;
+	}
+	return need;
+}
+
+/*
+ * Allocate [off, end) as zeros where it is a hole. The whole range is charged first, so a range
+ * larger than the free capacity fails with -ENOSPC before anything is allocated, as a local
+ * filesystem does, instead of filling memory and failing half way.
+ */
 int file_alloc(struct node *n, uint64_t off, uint64_t end)
 {
-	int err = 0;
+	uint64_t need = alloc_need(&n->file, off, end), before = n->file.alloc;
+	int err = space_charge(need);
 
-	while (off < end) {
+	while (!err && off < end) {
 		uint32_t in = (uint32_t)(off & CHUNK_MASK);
 		uint32_t part = (uint32_t)min_u64(end - off, CHUNK_SIZE - in);
 
-		if (!chunk_prepare(&n->file, off >> CHUNK_SHIFT, in + part, 0, 0, &err))
-			return err;
+		if (!chunk_grow(&n->file, off >> CHUNK_SHIFT, in + part, 0, 0, false, &err))
+			space_release(need - (n->file.alloc - before)); /* out of memory */
 		off += part;
 	}
-	return 0;
+	return err;
 }
 
 void file_truncate(struct node *n, uint64_t size)

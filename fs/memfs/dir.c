@@ -276,7 +276,7 @@ static void list_dir(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_
 full:
 	unlock(&d->lock);
 	rdlock(&n->lock);
-	touch = atime_due(n);
+	touch = atime_due(req, n);
 	unlock(&n->lock);
 	if (touch)
 		atime_update(n);

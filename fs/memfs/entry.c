@@ -76,10 +76,18 @@ void mfs_readlink(rf_req *req, rf_ino ino)
 		rf_reply_err(req, ENOENT);
 		return;
 	}
-	if (n->type != S_IFLNK)
+	if (n->type != S_IFLNK) {
 		rf_reply_err(req, EINVAL);
-	else
+	} else {
+		bool touch;
+
+		rdlock(&n->lock);
+		touch = atime_due(req, n);
+		unlock(&n->lock);
+		if (touch)
+			atime_update(n);
 		rf_reply_readlink(req, n->target); /* immutable, and n is pinned */
+	}
 	node_put(n);
 }
 

@@ -91,7 +91,7 @@ void mfs_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_in
 		count = min_u64(size, n->size - (uint64_t)off);
 		file_read(n, buf, (uint64_t)off, count);
 	}
-	touch = atime_due(n);
+	touch = atime_due(req, n);
 	unlock(&n->lock);
 	if (touch)
 		atime_update(n);

@@ -330,7 +330,7 @@ void mfs_rename(rf_req *req, rf_ino parent, const char *name, rf_ino newparent, 
 		unsigned int flags);
 
 /* ---- attr.c ---- */
-bool atime_due(const struct node *n); /* n->lock held */
+bool atime_due(rf_req *req, const struct node *n); /* n->lock held */
 void atime_update(struct node *n);
 void mfs_getattr(rf_req *req, rf_ino ino, struct rf_file_info *fi);
 void mfs_setattr(rf_req *req, rf_ino ino, struct stat *attr, int to_set, struct rf_file_info *fi);

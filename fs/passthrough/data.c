@@ -102,7 +102,7 @@ void pt_read(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_file_inf
 	size_t cap, align = fh_align(fi);
 	char *payload = rf_reply_payload(req, &cap);
 
-	(void)ino;
+	atime_access(inode_of(ino), fh_fd(fi));
 	if (payload && align > 1) {
 		if (size > cap)
 			size = cap;

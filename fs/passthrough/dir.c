@@ -56,6 +56,8 @@ void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		return;
 	}
 	fd = openat(inode_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0)
+		atime_opened(fd, true);
 	if (fd < 0)
 		err = neg_errno();
 	else if (!(d->dp = fdopendir(fd))) {
@@ -119,6 +121,7 @@ static void read_dir(rf_req *req, rf_ino ino, size_t size, off_t off, struct rf_
 	}
 	if (size > cap)
 		size = cap;
+	atime_access(inode_of(ino), dirfd(d->dp));
 	if (off != d->pos) {
 		seekdir(d->dp, off);
 		d->pos = off;

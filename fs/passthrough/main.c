@@ -153,6 +153,7 @@ int main(int argc, char *argv[])
 	se = rf_session_new(argc, argv, &pt_ops, sizeof(pt_ops), &fs);
 	if (!se)
 		return errno ? 1 : 0;
+	fs.se = se;
 	ret = setup(se, argc, argv);
 	if (!ret)
 		ret = rf_session_run(se);

@@ -114,6 +114,7 @@ static bool memory_backed(int fd)
 
 static void set_open_reply(struct rf_file_info *fi, int fd)
 {
+	atime_opened(fd, false);
 	fi->fh = (uint64_t)(uint32_t)fd;
 	if (memory_backed(fd))
 		fi->fh |= FH_INLINE;

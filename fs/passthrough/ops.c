@@ -1,6 +1,6 @@
 /*
  * ringfuse-passthrough operations table, and the operations that concern the whole filesystem:
- * init (what to ask of the kernel), statfs, syncfs.
+ * init (what to ask of the kernel), remount, statfs, syncfs.
  */
 #include "passthrough.h"
 
@@ -35,6 +35,14 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
 	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
+	atime_init();
+}
+
+static void pt_remount(void *userdata, unsigned int mount_flags)
+{
+	(void)userdata;
+	(void)mount_flags; /* atime_apply() reads the newest */
+	atime_apply();
 }
 
 static void pt_statfs(rf_req *req, rf_ino ino)
@@ -103,4 +111,5 @@ const struct rf_ops pt_ops = {
 	.lseek = pt_lseek,
 	.tmpfile = pt_tmpfile,
 	.syncfs = pt_syncfs,
+	.remount = pt_remount,
 };

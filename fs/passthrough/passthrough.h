@@ -21,6 +21,7 @@
  *   names.c    creating and removing names: mknod, mkdir, symlink, link, unlink, rmdir, rename
  *   open.c     opening files (open, create, tmpfile) and releasing them
  *   backing.c  kernel passthrough: the backing file an inode's passthrough opens share
+ *   atime.c    access times: SOURCE's, kept by the rules of the mount's atime mode
  *   data.c     I/O on open files: read, write, flush, fsync, fallocate, lseek, copy_file_range
  *   dir.c      open directories and listing them
  *   xattr.c    extended attributes
@@ -148,6 +149,7 @@ enum cache_mode { CACHE_NONE, CACHE_AUTO, CACHE_ALWAYS };
  * INIT results in init(), which precedes every request. */
 struct pt_fs {
 	struct pt_inode root;
+	rf_session *se;
 	enum cache_mode cache;
 	double timeout; /* entry and attribute timeout, seconds */
 	bool writeback_opt;
@@ -277,6 +279,18 @@ void pt_open(rf_req *req, rf_ino ino, struct rf_file_info *fi);
 void pt_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct rf_file_info *fi);
 void pt_tmpfile(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi);
 void pt_release(rf_req *req, rf_ino ino, struct rf_file_info *fi);
+
+/* ---- atime.c ---- */
+/* Learn SOURCE's atime mode and apply the mount's (from init). */
+void atime_init(void);
+/* The mount's atime mode changed (remount). */
+void atime_apply(void);
+/* A backing descriptor of a file or directory was just opened. */
+void atime_opened(int fd, bool dir);
+/* The caller reads in (a file or a directory) through fd, SOURCE's descriptor. */
+void atime_access(const struct pt_inode *in, int fd);
+/* readlinkat() of the link in, by the mount's atime mode. */
+ssize_t atime_readlink(const struct pt_inode *in, char *buf, size_t size);
 
 /* ---- backing.c ---- */
 void passthrough_attach(rf_req *req, struct pt_inode *in, int fd, struct rf_file_info *fi);

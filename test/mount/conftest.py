@@ -23,6 +23,8 @@ def pytest_configure(config):
                  "filesystems(*names): run only on these filesystems",
                  "mount_opts(*opts): extra -o options for the mnt fixture",
                  "serial: changes machine-global state; must not run concurrently",
+                 "source(kind, size): passthrough's source filesystem (test_large_ranges)",
+                 "memfs_size(bytes): memfs's capacity (test_large_ranges)",
                  "soak: long-running stress run, opt-in (RINGFUSE_SOAK_SECONDS)"):
         config.addinivalue_line("markers", line)
 

@@ -644,6 +644,47 @@ def parse_stats(text):
 
 
 # ---------------------------------------------------------------------------------------------
+# Scratch filesystems for passthrough sources
+
+
+class ScratchFs:
+    """A filesystem mounted on a fresh directory under the test base, for a passthrough source
+    with known limits: "tmpfs" (RAM: only what is stored costs memory) or "xfs" (a sparse image
+    on a loop device: allocating and reflinking blocks write only metadata to the image)."""
+
+    def __init__(self, kind, size):
+        self.kind = kind
+        self.path = make_dir(kind + "-")
+        self.image = None
+        if kind == "tmpfs":
+            argv = ["mount", "-t", "tmpfs", "-o", "size=%d,mode=0755" % size, "tmpfs",
+                    self.path]
+        else:
+            self.image = self.path.rstrip("/") + ".img"
+            with open(self.image, "wb") as f:
+                f.truncate(size)
+            r = subprocess.run(["mkfs." + kind, "-q", "-f", self.image],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True)
+            if r.returncode != 0:
+                os.unlink(self.image)
+                raise MountError("mkfs.%s failed: %s" % (kind, r.stdout))
+            argv = ["mount", "-o", "loop", self.image, self.path]
+        r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True)
+        if r.returncode != 0:
+            self.close()
+            raise MountError("%s failed: %s" % (" ".join(argv), r.stdout))
+
+    def close(self):
+        if any(mp == self.path for mp, _, _ in mounts()):
+            if umount(self.path).returncode != 0:
+                umount(self.path, lazy=True)
+        if self.image and os.path.exists(self.image):
+            os.unlink(self.image)
+
+
+# ---------------------------------------------------------------------------------------------
 # Syscalls the os module lacks
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -730,6 +771,10 @@ libc.opendir.restype = ctypes.c_void_p
 libc.readdir.argtypes = [ctypes.c_void_p]
 libc.readdir.restype = ctypes.POINTER(_dirent)
 libc.closedir.argtypes = [ctypes.c_void_p]
+libc.telldir.argtypes = [ctypes.c_void_p]
+libc.telldir.restype = ctypes.c_long
+libc.seekdir.argtypes = [ctypes.c_void_p, ctypes.c_long]
+libc.seekdir.restype = None
 
 
 def readdir_all(path):
@@ -752,6 +797,30 @@ def readdir_all(path):
     finally:
         libc.closedir(d)
     return names
+
+
+def readdir_positions(path, seek=None):
+    """[(name, telldir after it)] as readdir(3) returns them; with seek, seekdir(seek) first."""
+    d = libc.opendir(os.fsencode(path))
+    if not d:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+    out = []
+    try:
+        if seek is not None:
+            libc.seekdir(d, seek)
+        while True:
+            ctypes.set_errno(0)
+            ent = libc.readdir(d)
+            if not ent:
+                e = ctypes.get_errno()
+                if e:
+                    raise OSError(e, os.strerror(e), path)
+                break
+            out.append((os.fsdecode(ent.contents.d_name), libc.telldir(d)))
+    finally:
+        libc.closedir(d)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

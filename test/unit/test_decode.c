@@ -991,6 +991,25 @@ static void test_more_ops(enum layout lay)
 	memcpy(&co, R.body, sizeof(co));
 	CHECK(rec.op == FUSE_COPY_FILE_RANGE && replied_ok(sizeof(co)) && co.bytes_copied == 6,
 	      "%s COPY_FILE_RANGE_64 answered with fuse_copy_file_range_out", L);
+	/* Lengths past 4 GiB: whole for the 64-bit opcode, cut to what the old reply counts. */
+	cr.len = 6ull << 30;
+	feed(lay, FUSE_COPY_FILE_RANGE_64, 9, &cr, sizeof(cr), NULL, 0);
+	memcpy(&co, R.body, sizeof(co));
+	CHECK(rec.size == 6ull << 30 && replied_ok(sizeof(co)) && co.bytes_copied == 6ull << 30,
+	      "%s COPY_FILE_RANGE_64 passes a 6 GiB length whole", L);
+	feed(lay, FUSE_COPY_FILE_RANGE, 9, &cr, sizeof(cr), NULL, 0);
+	memcpy(&wo, R.body, sizeof(wo));
+	CHECK(rec.size == 0xfffff000u && replied_ok(sizeof(wo)) && wo.size == 0xfffff000u,
+	      "%s COPY_FILE_RANGE cuts a 6 GiB length to what its reply can count", L);
+	cr.len = 6;
+	fa.offset = 5ull << 30;
+	fa.length = 40ull << 30;
+	feed(lay, FUSE_FALLOCATE, 9, &fa, sizeof(fa), NULL, 0);
+	CHECK(rec.op == FUSE_FALLOCATE && rec.off == 5ll << 30 && rec.off2 == 40ll << 30 &&
+		      replied_ok(0),
+	      "%s FALLOCATE passes a 40 GiB range at 5 GiB whole", L);
+	fa.offset = 10;
+	fa.length = 20;
 
 	feed(lay, FUSE_FSYNC, 9, &fs, sizeof(fs), NULL, 0);
 	CHECK(rec.op == FUSE_FSYNC && rec.datasync == 1 && rec.fi.fh == 5 && replied_ok(0),
