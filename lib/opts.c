@@ -8,9 +8,11 @@
  * to change; all others are those of the existing mount, and are ignored).
  */
 #include "ringfuse_i.h"
+#include "uring_plan.h"
 
 #include <sys/mount.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -56,6 +58,13 @@ static void print_help(const char *prog)
 	       "    uring_spread=0|1       let a pinned queue with many requests in flight run on\n"
 	       "                           every CPU until the load drops (default 1)\n"
 	       "    uring_defer_taskrun=0|1  DEFER_TASKRUN on the queue rings (default 0)\n"
+	       "    uring_threads=N        io-uring threads, each serving a group of CPU queues\n"
+	       "                           (1..queues, default one per queue)\n"
+	       "    uring_depth_min=N      entries a queue starts with; it grows to uring_depth\n"
+	       "                           when all are busy (default 2)\n"
+	       "    uring_payload_max=SIZE bound on registered payload memory (e.g. 512M)\n"
+	       "    uring_trim_ms=N        give an entry's payload memory back after N ms idle\n"
+	       "                           (default 1000, 0 never)\n"
 	       "    threads=N              dev/uring-rw worker threads (default: online CPUs)\n"
 	       "    stats                  print per-queue statistics at exit and on SIGUSR1\n",
 	       prog, RF_MAX_URING_DEPTH);
@@ -80,6 +89,37 @@ static int parse_uint(const char *key, const char *val, unsigned long min, unsig
 	}
 	*out = v;
 	return 0;
+}
+
+/* A byte count with an optional k, m or g suffix (powers of 1024). */
+static int parse_size(const char *key, const char *val, uint64_t min, uint64_t max, uint64_t *out)
+{
+	static const char units[] = "kmg";
+	const char *unit;
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!val || !*val || val[0] == '-')
+		goto bad;
+	errno = 0;
+	v = strtoull(val, &end, 0);
+	if (errno || end == val)
+		goto bad;
+	if (*end && (unit = strchr(units, tolower((unsigned char)*end)))) {
+		shift = 10 * (unsigned int)(unit - units + 1);
+		end++;
+	}
+	if (*end || v > (max >> shift) || (v << shift) < min)
+		goto bad;
+	*out = (uint64_t)v << shift;
+	return 0;
+bad:
+	rf_log(RF_LOG_ERR,
+	       "ringfuse: option '%s=%s': expected a size from %llu to %llu bytes (k, m, g "
+	       "allowed)",
+	       key, val ? val : "", (unsigned long long)min, (unsigned long long)max);
+	return -EINVAL;
 }
 
 static int parse_bool(const char *key, const char *val, bool *out)
@@ -228,6 +268,17 @@ static int parse_one(struct rf_opts *o, char *opt)
 	} else if (!strcmp(opt, "uring_depth")) {
 		ret = parse_uint(opt, val, 1, RF_MAX_URING_DEPTH, &v);
 		o->uring_depth = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_threads")) {
+		ret = parse_uint(opt, val, 1, RF_MAX_QUEUES, &v);
+		o->uring_threads = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_depth_min")) {
+		ret = parse_uint(opt, val, 1, RF_MAX_URING_DEPTH, &v);
+		o->uring_depth_min = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_payload_max")) {
+		ret = parse_size(opt, val, RF_PAGE_SIZE, 1ull << 50, &o->uring_payload_max);
+	} else if (!strcmp(opt, "uring_trim_ms")) {
+		ret = parse_uint(opt, val, 0, 3600 * 1000, &v);
+		o->uring_trim_ms = (unsigned int)v;
 	} else if (!strcmp(opt, "uring_spin_us")) {
 		ret = parse_uint(opt, val, 0, RF_MAX_SPIN_US, &v);
 		o->uring_spin_us = (unsigned int)v;
@@ -315,6 +366,7 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 	 * request itself on small requests; spinning 50 us after the last completion keeps a
 	 * busy queue awake and costs nothing once the queue goes idle. */
 	o->uring_spin_us = 50;
+	o->uring_trim_ms = RF_URING_TRIM_MS_DEFAULT;
 	o->mount_flags = MS_NOSUID | MS_NODEV;
 	se->progname = strdup(argc > 0 && argv[0] ? argv[0] : "ringfuse");
 	if (!se->progname)

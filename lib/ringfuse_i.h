@@ -117,6 +117,10 @@ struct rf_opts {
 	unsigned int uring_depth; /* entries per queue */
 	unsigned int uring_spin_us;
 	unsigned int uring_queues; /* 0: one per possible CPU (the kernel requires that) */
+	unsigned int uring_threads;   /* 0: one per queue */
+	unsigned int uring_depth_min; /* entries a queue starts with; 0: the default */
+	uint64_t uring_payload_max;   /* bound on registered payload bytes; 0: none */
+	unsigned int uring_trim_ms;   /* idle entries give their payload back; 0: never */
 	unsigned int threads;	   /* dev workers; 0: one per online CPU */
 	char *extra;		   /* "-o" options the library did not consume, comma separated */
 	uint64_t queried_mask;	   /* bit i: the i-th extra option was asked for */
