@@ -140,6 +140,14 @@ void rf_mem_limits_read(struct rf_mem_limits *l);
 int rf_uring_check_limits(const struct rf_uring_budget *b, const struct rf_mem_limits *l, char *why,
 			  size_t whylen);
 
+/*
+ * Cores spent polling, summed over threads, when every CPU issues a request every
+ * interval_us at random times and a thread polls spin_us after each request it serves: a
+ * thread polls whenever any of its CPUs had a request in the last spin_us.
+ */
+double rf_uring_poll_cores(const struct rf_uring_plan *p, unsigned int spin_us,
+			   unsigned int interval_us);
+
 /* "1.5 GiB", "512 KiB": sizes as the messages and the plan print them. Returns buf. */
 char *rf_uring_fmt_bytes(uint64_t n, char *buf, size_t len);
 

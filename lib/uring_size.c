@@ -267,6 +267,24 @@ int rf_uring_check_limits(const struct rf_uring_budget *b, const struct rf_mem_l
 	return 0;
 }
 
+double rf_uring_poll_cores(const struct rf_uring_plan *p, unsigned int spin_us,
+			   unsigned int interval_us)
+{
+	double quiet = interval_us > spin_us ? 1.0 - (double)spin_us / interval_us : 0.0;
+	double cores = 0;
+
+	if (!spin_us)
+		return 0;
+	for (unsigned int t = 0; t < p->nthreads; t++) {
+		double all_quiet = 1.0;
+
+		for (unsigned int c = 0; c < p->thread[t].ncpus; c++)
+			all_quiet *= quiet;
+		cores += p->thread[t].ncpus ? 1.0 - all_quiet : 0.0;
+	}
+	return cores;
+}
+
 char *rf_uring_fmt_bytes(uint64_t n, char *buf, size_t len)
 {
 	return fmt_bytes(n, buf, len);
