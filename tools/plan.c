@@ -31,9 +31,10 @@ struct model {
 	const char *name;
 	unsigned int cpus_per_thread; /* 0: one thread per queue */
 	unsigned int depth_min, depth_max;
-	bool trims;	    /* idle entries give their payload back */
-	unsigned int spin;  /* us polled after each request */
-	bool ring_is_depth; /* libfuse: SQ of depth entries, CQ twice that */
+	uint64_t payload_limit; /* uring_payload_max; 0: none */
+	bool trims;		/* idle entries give their payload back */
+	unsigned int spin;	/* us polled after each request */
+	bool ring_is_depth;	/* libfuse: SQ of depth entries, CQ twice that */
 };
 
 struct options {
@@ -41,7 +42,9 @@ struct options {
 	unsigned int cpus[16], ncpus;
 	unsigned int nodes[4], nnodes;
 	unsigned int smt;
-	unsigned int cpus_per_thread;
+	unsigned int cpus_per_thread; /* the elastic model's */
+	unsigned int depth_min;	      /* the elastic model's */
+	uint64_t payload_limit;	      /* the elastic model's */
 	uint32_t max_write;
 	bool markdown;
 };
@@ -62,6 +65,7 @@ static int project(const struct rf_topology *t, const struct model *m, const str
 		.depth_min = m->depth_min,
 		.depth_max = m->depth_max,
 		.payload = rf_uring_payload_size(o->max_write, o->max_write / RF_PAGE_SIZE, 1),
+		.payload_limit = m->payload_limit,
 	};
 	struct rf_uring_budget b;
 	struct rf_uring_plan p;
@@ -72,6 +76,7 @@ static int project(const struct rf_topology *t, const struct model *m, const str
 		return ret;
 	ret = rf_uring_budget(&p, &c, &b, why, sizeof(why));
 	if (ret) {
+		fprintf(stderr, "ringfuse-probe: %s: %s\n", m->name, why);
 		rf_uring_plan_free(&p);
 		return ret;
 	}
@@ -120,7 +125,7 @@ static void print_header(const struct options *o)
 		printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
 		return;
 	}
-	printf("%-17s %-36s %7s %10s %10s %8s %8s %8s %8s %8s %8s\n", "machine", "model", "threads",
+	printf("%-17s %-58s %7s %10s %10s %8s %8s %8s %8s %8s %8s\n", "machine", "model", "threads",
 	       "entries", "registered", "peak", "idle", "rings", "poll max", "poll 100", "poll 5k");
 }
 
@@ -144,7 +149,7 @@ static void print_row(const struct options *o, const char *machine, const char *
 		       model, r->threads, entries, reg, peak, idle, rings, r->poll_max,
 		       r->poll_light, r->poll_busy);
 	else
-		printf("%-17s %-36s %7u %10s %10s %8s %8s %8s %8.0f %8.2f %8.1f\n", machine, model,
+		printf("%-17s %-58s %7u %10s %10s %8s %8s %8s %8.0f %8.2f %8.1f\n", machine, model,
 		       r->threads, entries, reg, peak, idle, rings, r->poll_max, r->poll_light,
 		       r->poll_busy);
 }
@@ -152,17 +157,17 @@ static void print_row(const struct options *o, const char *machine, const char *
 static int plan_machine(const struct rf_topology *t, const char *machine, const struct options *o)
 {
 	const struct model models[] = {
-		{"libfuse 3.18 model", 0, 8, 8, false, 0, true},
+		{"libfuse 3.18 model", 0, 8, 8, 0, false, 0, true},
 		{"ringfuse, every entry at start", 0, RF_URING_DEPTH_DEFAULT,
-		 RF_URING_DEPTH_DEFAULT, false, RINGFUSE_SPIN_US, false},
-		{"ringfuse defaults", 0, RF_URING_DEPTH_MIN_DEFAULT, RF_URING_DEPTH_DEFAULT, true,
-		 RINGFUSE_SPIN_US, false},
-		{"ringfuse elastic", o->cpus_per_thread, RF_URING_DEPTH_MIN_DEFAULT,
-		 RF_URING_DEPTH_DEFAULT, true, RINGFUSE_SPIN_US, false},
+		 RF_URING_DEPTH_DEFAULT, 0, false, RINGFUSE_SPIN_US, false},
+		{"ringfuse defaults", 0, RF_URING_DEPTH_MIN_DEFAULT, RF_URING_DEPTH_DEFAULT, 0,
+		 true, RINGFUSE_SPIN_US, false},
+		{"ringfuse elastic", o->cpus_per_thread, o->depth_min, RF_URING_DEPTH_DEFAULT,
+		 o->payload_limit, true, RINGFUSE_SPIN_US, false},
 	};
 
 	for (size_t i = 0; i < sizeof(models) / sizeof(models[0]); i++) {
-		char name[64];
+		char name[128];
 		struct row r;
 		int ret = project(t, &models[i], o, &r);
 
@@ -171,10 +176,15 @@ static int plan_machine(const struct rf_topology *t, const char *machine, const 
 				strerror(-ret));
 			return ret;
 		}
-		if (models[i].cpus_per_thread)
-			snprintf(name, sizeof(name), "%s (1 thread/%u CPUs)", models[i].name,
-				 models[i].cpus_per_thread);
-		else
+		if (models[i].cpus_per_thread) {
+			char limit[32] = "";
+
+			if (models[i].payload_limit)
+				rf_uring_fmt_bytes(models[i].payload_limit, limit, sizeof(limit));
+			snprintf(name, sizeof(name), "%s (%u CPUs/thread, depth %u..%u%s%s)",
+				 models[i].name, models[i].cpus_per_thread, models[i].depth_min,
+				 models[i].depth_max, *limit ? ", <= " : "", limit);
+		} else
 			snprintf(name, sizeof(name), "%s", models[i].name);
 		print_row(o, machine, name, &r);
 	}
@@ -201,17 +211,19 @@ static int parse_list(const char *s, unsigned int *out, unsigned int cap, unsign
 
 static void usage(FILE *to)
 {
-	fprintf(to,
-		"usage: ringfuse-probe --plan [CPUS[,CPUS...]] [--nodes N[,N...]] [--smt N]\n"
-		"                      [--sysfs DIR] [--cpus-per-thread N] [--max-write BYTES]\n"
-		"                      [--markdown]\n"
-		"  CPUS         made-up machines of these CPU counts (default: this machine)\n"
-		"  --nodes      NUMA nodes of each made-up machine (default 1,2)\n"
-		"  --smt        threads per core of the made-up machines (default 2)\n"
-		"  --sysfs      plan the machine this sysfs tree describes\n"
-		"  --cpus-per-thread  the elastic model's CPUs per thread (default 8)\n"
-		"  --max-write  bytes per write request, which sizes an entry's payload\n"
-		"               (4096..1048576, default 1048576)\n");
+	fprintf(to, "usage: ringfuse-probe --plan [CPUS[,CPUS...]] [--nodes N[,N...]] [--smt N]\n"
+		    "                      [--sysfs DIR] [--cpus-per-thread N] [--depth-min N]\n"
+		    "                      [--payload-max SIZE] [--max-write BYTES] [--markdown]\n"
+		    "  CPUS         made-up machines of these CPU counts (default: this machine)\n"
+		    "  --nodes      NUMA nodes of each made-up machine (default 1,2)\n"
+		    "  --smt        threads per core of the made-up machines (default 2)\n"
+		    "  --sysfs      plan the machine this sysfs tree describes\n"
+		    "  --cpus-per-thread  the elastic model's CPUs per thread (default 8)\n"
+		    "  --depth-min  the elastic model's entries per queue at start (default 1)\n"
+		    "  --payload-max  the elastic model's bound on payload, e.g. 512M, 0 for none\n"
+		    "               (default 512M)\n"
+		    "  --max-write  bytes per write request, which sizes an entry's payload\n"
+		    "               (4096..1048576, default 1048576)\n");
 }
 
 /* 0, 1 when only help was asked for, or -EINVAL (usage printed). */
@@ -223,6 +235,8 @@ static int parse_args(int argc, char *argv[], struct options *o)
 		{"sysfs", required_argument, NULL, 'y'},
 		{"cpus-per-thread", required_argument, NULL, 'c'},
 		{"max-write", required_argument, NULL, 'w'},
+		{"depth-min", required_argument, NULL, 'd'},
+		{"payload-max", required_argument, NULL, 'p'},
 		{"markdown", no_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
@@ -236,6 +250,8 @@ static int parse_args(int argc, char *argv[], struct options *o)
 	o->nnodes = 2;
 	o->smt = 2;
 	o->cpus_per_thread = 8;
+	o->depth_min = 1;
+	o->payload_limit = 512 * MiB;
 	o->max_write = RF_DEFAULT_MAX_WRITE;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -265,6 +281,23 @@ static int parse_args(int argc, char *argv[], struct options *o)
 		case 'm':
 			o->markdown = true;
 			break;
+		case 'd':
+			bad = parse_list(optarg, &o->depth_min, 1, &one) ||
+			      o->depth_min > RF_URING_DEPTH_DEFAULT;
+			break;
+		case 'p': {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 0);
+
+			/* M and G suffixes, or none (bytes); 0 for no bound */
+			if (*end == 'M' || *end == 'm')
+				v <<= 20, end++;
+			else if (*end == 'G' || *end == 'g')
+				v <<= 30, end++;
+			bad = *end != '\0';
+			o->payload_limit = v;
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			return 1;

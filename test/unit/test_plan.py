@@ -75,8 +75,12 @@ def test_projection_of_three_machine_sizes_on_one_and_two_nodes():
             assert size(dflt["payload registered"]) == 2 * cpus * MiB
             assert size(dflt["resident, peak"]) == 16 * cpus * MiB
             assert dflt["resident, idle"] == "0"
-            # elastic: one thread per 8 CPUs of a node, fewer polling cores under load.
+            # elastic: one thread per 8 CPUs of a node, fewer polling cores under load,
+            # one entry per queue at start, payload bounded at 512 MiB.
             assert int(ela["threads"]) == max(nodes, cpus // 8)
+            assert ela["entries"] == "%d..%d" % (cpus, min(16 * cpus, 512))
+            assert size(ela["resident, peak"]) == min(16 * cpus, 512) * MiB
+            assert ela["resident, idle"] == "0"
             assert int(ela["polling cores, max"]) == int(ela["threads"])
             assert float(ela["polling cores, 5000 req/s per CPU"]) <= \
                 float(dflt["polling cores, 5000 req/s per CPU"])
