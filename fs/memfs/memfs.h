@@ -374,6 +374,7 @@ struct memfs_opts {
 };
 bool want_own_perm_checks(int argc, char *argv[]);
 bool want_defer(int argc, char *argv[]);
+bool want_threads_log(int argc, char *argv[]);
 bool asked_for_help(int argc, char *argv[]);
 void print_help(void);
 /* Fill fs's settings and *o from the session's options; prints why and fails on bad ones. */
@@ -406,5 +407,11 @@ int defer_configure(unsigned int threads, uint64_t delay_us, const char *delay_o
 int defer_start(void);
 /* Answer everything still queued or held, and join the threads. */
 void defer_stop(void);
+
+/* ---- threads.c (-o threads_log) ---- */
+/* Wrap every operation in ops to note the thread it runs on. */
+void threads_log_wrap(struct rf_ops *ops);
+/* Print the threads the callbacks ran on, and how many ran at once, to stderr. */
+void threads_log_report(void);
 
 #endif /* MEMFS_H */
