@@ -119,6 +119,12 @@ struct rf_entry_param {
 	double entry_timeout; /* seconds */
 };
 
+/* One entry of a batch of forgets (the kernel's struct fuse_forget_one). */
+struct rf_forget_data {
+	rf_ino ino;
+	uint64_t nlookup;
+};
+
 /* setattr's to_set bits (values match the kernel's FATTR_* bits). */
 #define RF_SET_ATTR_MODE	 (1 << 0)
 #define RF_SET_ATTR_UID		 (1 << 1)
@@ -219,8 +225,9 @@ struct rf_ops {
 	/* Valid replies: rf_reply_entry (ino 0: negative entry), rf_reply_err. Each entry with
 	 * ino != 0 adds one lookup. */
 	void (*lookup)(rf_req *req, rf_ino parent, const char *name);
-	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (the
-	 * entries of a batch forget are passed one at a time, each with a stand-in req). */
+	/* Drop nlookup lookups. Valid reply: rf_reply_none, called before returning (without
+	 * forget_multi, the entries of a batch forget are passed one at a time, each with a
+	 * stand-in req). */
 	void (*forget)(rf_req *req, rf_ino ino, uint64_t nlookup);
 	/* Valid replies: rf_reply_attr, rf_reply_err. fi is NULL unless the kernel sent a fh. */
 	void (*getattr)(rf_req *req, rf_ino ino, struct rf_file_info *fi);
@@ -313,13 +320,20 @@ struct rf_ops {
 	/* O_TMPFILE: create an unnamed file in parent and open it.
 	 * Valid replies: rf_reply_create, rf_reply_err. */
 	void (*tmpfile)(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi);
-	/* The kernel interrupted req, which is still being handled. Runs on the thread that read
-	 * the interrupt, concurrently with whoever handles req: do not reply to req or touch its
-	 * arguments here (it may be answered and its slot reused at any moment); tell its
-	 * handler, which can also poll rf_req_interrupted(). No reply. */
+	/* The kernel interrupted req. Runs once per interrupted request, either on the thread
+	 * that read the interrupt, concurrently with whoever handles req: do not reply to req or
+	 * touch its arguments here (it may be answered at any moment, and req then goes stale:
+	 * rf_req_unique() returns 0); tell its handler, which can also poll
+	 * rf_req_interrupted(). Or, when the interrupt overtook its request (it was still
+	 * queued), on the request's own thread just before its callback, which then finds
+	 * rf_req_interrupted() already true. No reply. */
 	void (*interrupt)(rf_req *req, void *userdata);
 	/* Filesystem-wide sync (syncfs(2)). Valid reply: rf_reply_err. */
 	void (*syncfs)(rf_req *req, rf_ino ino);
+	/* A batch of forgets (BATCH_FORGET, sent when forgets pile up) in one call; forgets
+	 * (count entries) is borrowed. Valid reply: rf_reply_none, called before returning.
+	 * Without it, forget is called for each entry. */
+	void (*forget_multi)(rf_req *req, size_t count, const struct rf_forget_data *forgets);
 	/* The mount was remounted with other flags (mount -o remount,...): mount_flags holds the
 	 * new RF_MOUNT_* bits, which rf_session_mount_flags() returns from now on. Runs on a
 	 * library thread that follows the mount table, once per change, never concurrently with
@@ -327,7 +341,15 @@ struct rf_ops {
 	void (*remount)(void *userdata, unsigned int mount_flags);
 };
 
-/* ---- Requests: accessors, callable from any thread until the request is answered ---- */
+/* ---- Requests: accessors, callable from any thread until the request is answered ----
+ *
+ * An rf_req * names one request, not the slot that carries it: once a request is answered
+ * its slot soon carries another, and the old rf_req * stays stale for good. Every function
+ * here and below recognises a stale one: replies are refused (-EALREADY, counted as dup),
+ * rf_io_*() return -EINVAL, rf_reply_payload() returns NULL, rf_add_direntry*() write
+ * nothing, rf_req_unique() returns 0, rf_req_interrupted() 0 and rf_req_ctx() a caller who
+ * may do nothing (uid and gid -1, umask 0777). Only after 4096 requests in the same slot can
+ * a stale rf_req * pass for the current one. */
 
 /* Caller of the request. Borrowed: valid until the request is answered. */
 const struct rf_ctx *rf_req_ctx(const rf_req *req);
@@ -341,22 +363,30 @@ rf_session *rf_req_session(const rf_req *req);
 unsigned int rf_req_queue(const rf_req *req);
 /* Non-zero once the kernel sent FUSE_INTERRUPT for req: finish early with EINTR if you can. */
 int rf_req_interrupted(const rf_req *req);
+/* The kernel's id of the request (fuse_in_header.unique): unique over the life of the
+ * connection, so filesystems (and ops.interrupt) can tell requests apart and match them up.
+ * 0 for a stale rf_req *. */
+uint64_t rf_req_unique(const rf_req *req);
 /* The caller's supplementary groups, read from /proc/PID/task/PID/status: stores up to size of
  * them in list and returns how many there are (may be more than size), or -errno. */
 int rf_req_getgroups(const rf_req *req, int size, gid_t list[]);
 
 /* ---- Replies: each request gets exactly one. All may be called from any thread. ----
  * They return 0 once the reply is handed to the transport, or a negative errno: -EALREADY
- * when the request was already answered (the extra reply is refused, counted in dup_replies
- * and logged once), -ERANGE when the body does not fit the reply area (the kernel gets EIO
- * instead), or the transport's error (e.g. the connection is gone). The request is finished
- * either way: do not touch req afterwards. Arguments are copied (encoded into the reply area)
- * before the call returns. */
+ * when the request was already answered or req is stale (the extra reply is refused, counted
+ * in dup_replies and logged once), -EBUSY while a backend operation of the request (rf_io_*)
+ * is in flight (nothing is sent: answer from its callback), -ERANGE when the body does not
+ * fit the reply area (the kernel gets EIO instead), or the transport's error (e.g. the
+ * connection is gone). Except for -EBUSY the request is finished either way: do not touch
+ * req afterwards. Arguments are copied (encoded into the reply area) before the call
+ * returns. */
 
 /* err: a positive errno, or 0 for success without data. Out of range (negative or > 511)
  * is answered EIO with a warning. */
 int rf_reply_err(rf_req *req, int err);
-/* Finish a request that takes no reply: forget only. */
+/* Finish a request that takes no reply: forget only. On a request that takes a reply it is
+ * refused (a warning, logged once) and the request is answered EIO instead, so its caller
+ * does not wait for an answer that would never come. */
 void rf_reply_none(rf_req *req);
 /* Answer lookup/mknod/mkdir/symlink/link with e (see struct rf_entry_param). */
 int rf_reply_entry(rf_req *req, const struct rf_entry_param *e);
@@ -380,7 +410,8 @@ int rf_reply_buf(rf_req *req, const void *buf, size_t size);
  * stores its size in *cap. Write up to *cap bytes into it, then call rf_reply_data() with the
  * count. The area belongs to the request until its reply; with the uring transport it also
  * holds the request's borrowed arguments (names, write data), which writing overwrites.
- * rf_reply_payload() does not answer the request and may be called more than once.
+ * rf_reply_payload() does not answer the request and may be called more than once; it returns
+ * NULL (and *cap 0) once the request is answered or req is stale.
  */
 void *rf_reply_payload(rf_req *req, size_t *cap);
 int rf_reply_data(rf_req *req, size_t size);
@@ -479,10 +510,11 @@ int rf_passthrough_close(rf_session *se, int backing_id);
  *   prog [options] [source] mountpoint
  *   -f foreground, -d debug trace (implies -f), -s single-threaded (no extra dev/uring-rw
  *   workers), -h/--help, -V/--version, -- (end of options),
- *   -o opt[,opt...]: allow_other, default_permissions (default), no_default_permissions, ro,
+ *   -o opt[,opt...]: allow_other, auto_unmount, default_permissions (default),
+ *      no_default_permissions, ro,
  *      rw, debug, stats, nosuid (default), suid, nodev (default), dev, noexec, exec,
  *      relatime (default), noatime, strictatime, atime, nodiratime, diratime, lazytime,
- *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N,
+ *      nosymfollow, sync, async, dirsync, fsname=, subtype=, max_write=N, max_read=N,
  *      max_background=N, transport=auto|uring|dev|uring-rw, uring_depth=N, uring_spin_us=N,
  *      uring_pin=0|1, threads=N, remount, the words mount(8) and fstab use for themselves
  *      (defaults, _netdev, nofail, auto, noauto, user, users, owner, group, x-*, comment=...;
@@ -505,6 +537,8 @@ const char *rf_session_source(const rf_session *se);
 const char *rf_session_mountpoint(const rf_session *se);
 /* Non-zero when the kernel checks permissions (default_permissions, the default). */
 int rf_session_default_permissions(const rf_session *se);
+/* Non-zero when users other than the one who mounted may use the mount (allow_other). */
+int rf_session_allow_other(const rf_session *se);
 /* The value of a -o key=value option the library did not consume, or NULL. "key" alone
  * yields "". Lets filesystems take their own options; ask before rf_session_run(), which
  * refuses options nobody asked for. The value is copied into a per-thread buffer (at most 255

@@ -3,6 +3,11 @@
  * to the request's transport, which puts it on the owning queue's io_uring when it can; every
  * other case runs it synchronously here. The whole-request helpers chain operations until the
  * request can be answered: short reads continue to EOF, short writes continue to the end.
+ *
+ * While an operation is in flight the request's RF_LIFE_IO bit is set: replies are refused
+ * meanwhile (reply.c), so the request, its buffers and its slot stay the ones the operation
+ * completes into. Setting and clearing the bit are atomic read-modify-writes, one each per
+ * operation, next to a system call or an io_uring operation that costs far more.
  */
 #include "ringfuse_i.h"
 
@@ -40,13 +45,24 @@ int rf_io_run_sync(struct rf_io *io)
 	return -EINVAL;
 }
 
+/* The operation is over: the request may be answered again. Returns its handle. */
+static rf_req *io_end(rf_req *req)
+{
+	uint32_t life = atomic_fetch_and_explicit(&req->life, ~RF_LIFE_IO, memory_order_acq_rel);
+
+	return (rf_req *)((uintptr_t)req | rf_life_tag(life));
+}
+
 void rf_io_complete(rf_req *req, int res)
 {
 	rf_io_cb cb = req->io.cb;
+	void *arg = req->io.arg;
+	rf_req *h;
 
 	req->io.cb = NULL;
+	h = io_end(req);
 	if (cb)
-		cb(req, res, req->io.arg);
+		cb(h, res, arg);
 }
 
 static int io_start(rf_req *req)
@@ -60,38 +76,64 @@ static int io_start(rf_req *req)
 		req->io.len = INT32_MAX;
 	if (req->rops->io_submit && !req->io_inline) {
 		ret = req->rops->io_submit(req);
-		if (ret != -EAGAIN)
+		if (ret == 0)
+			return 0;
+		if (ret != -EAGAIN) {
+			req->io.cb = NULL; /* not started: the callback is never called */
+			io_end(req);
 			return ret;
+		}
 	}
 	rf_io_complete(req, rf_io_run_sync(&req->io));
 	return 0;
 }
 
-void rf_io_inline(rf_req *req)
+void rf_io_inline(rf_req *h)
 {
+	rf_req *req = rf_req_of(h);
+
 	if (req)
 		req->io_inline = true;
 }
 
-static int io_prep(rf_req *req, enum rf_io_op op, int fd, rf_io_cb cb, void *arg)
+/*
+ * Take the request's one operation slot (sets RF_LIFE_IO) and fill in the common fields.
+ * Returns the request object, or NULL with *err: -EINVAL (no callback, stale or answered
+ * request), -EBUSY (an operation is in flight already).
+ */
+static rf_req *io_prep(rf_req *h, enum rf_io_op op, int fd, rf_io_cb cb, void *arg, int *err)
 {
-	if (!req || !cb || atomic_load(&req->state) != RF_REQ_ACTIVE)
-		return -EINVAL;
-	if (req->io.cb)
-		return -EBUSY; /* one operation per request at a time */
+	rf_req *req = rf_req_untag(h);
+	uintptr_t tag = (uintptr_t)h & RF_REQ_TAG_MASK;
+	uint32_t life;
+
+	*err = -EINVAL;
+	if (!req || !cb)
+		return NULL;
+	life = atomic_load_explicit(&req->life, memory_order_relaxed);
+	do {
+		if (rf_life_tag(life) != tag || rf_life_state(life) != RF_REQ_ACTIVE)
+			return NULL;
+		if (life & RF_LIFE_IO) {
+			*err = -EBUSY; /* one operation per request at a time */
+			return NULL;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+		&req->life, &life, life | RF_LIFE_IO, memory_order_acquire, memory_order_relaxed));
 	memset(&req->io, 0, offsetof(struct rf_io, done));
 	req->io.op = op;
 	req->io.fd = fd;
 	req->io.cb = cb;
 	req->io.arg = arg;
-	return 0;
+	return req;
 }
 
-int rf_io_read(rf_req *req, int fd, void *buf, size_t len, off_t off, rf_io_cb cb, void *arg)
+int rf_io_read(rf_req *h, int fd, void *buf, size_t len, off_t off, rf_io_cb cb, void *arg)
 {
-	int ret = io_prep(req, RF_IO_READ, fd, cb, arg);
+	int ret;
+	rf_req *req = io_prep(h, RF_IO_READ, fd, cb, arg, &ret);
 
-	if (ret)
+	if (!req)
 		return ret;
 	req->io.buf = buf;
 	req->io.len = len;
@@ -99,11 +141,12 @@ int rf_io_read(rf_req *req, int fd, void *buf, size_t len, off_t off, rf_io_cb c
 	return io_start(req);
 }
 
-int rf_io_write(rf_req *req, int fd, const void *buf, size_t len, off_t off, rf_io_cb cb, void *arg)
+int rf_io_write(rf_req *h, int fd, const void *buf, size_t len, off_t off, rf_io_cb cb, void *arg)
 {
-	int ret = io_prep(req, RF_IO_WRITE, fd, cb, arg);
+	int ret;
+	rf_req *req = io_prep(h, RF_IO_WRITE, fd, cb, arg, &ret);
 
-	if (ret)
+	if (!req)
 		return ret;
 	req->io.buf = (void *)buf;
 	req->io.len = len;
@@ -111,38 +154,40 @@ int rf_io_write(rf_req *req, int fd, const void *buf, size_t len, off_t off, rf_
 	return io_start(req);
 }
 
-int rf_io_fsync(rf_req *req, int fd, int datasync, rf_io_cb cb, void *arg)
+int rf_io_fsync(rf_req *h, int fd, int datasync, rf_io_cb cb, void *arg)
 {
-	int ret = io_prep(req, RF_IO_FSYNC, fd, cb, arg);
+	int ret;
+	rf_req *req = io_prep(h, RF_IO_FSYNC, fd, cb, arg, &ret);
 
-	if (ret)
+	if (!req)
 		return ret;
 	req->io.flags = datasync ? 1 : 0;
 	return io_start(req);
 }
 
-int rf_io_fallocate(rf_req *req, int fd, int mode, off_t off, off_t len, rf_io_cb cb, void *arg)
+int rf_io_fallocate(rf_req *h, int fd, int mode, off_t off, off_t len, rf_io_cb cb, void *arg)
 {
-	int ret = io_prep(req, RF_IO_FALLOCATE, fd, cb, arg);
+	int ret;
+	rf_req *req;
 
-	if (ret)
-		return ret;
-	if (off < 0 || len <= 0) {
-		req->io.cb = NULL;
+	if (off < 0 || len <= 0)
 		return -EINVAL;
-	}
+	req = io_prep(h, RF_IO_FALLOCATE, fd, cb, arg, &ret);
+	if (!req)
+		return ret;
 	req->io.flags = mode;
 	req->io.off = off;
 	req->io.len = (uint64_t)len;
 	return io_start(req);
 }
 
-int rf_io_statx(rf_req *req, int dirfd, const char *path, int flags, unsigned int mask,
+int rf_io_statx(rf_req *h, int dirfd, const char *path, int flags, unsigned int mask,
 		struct statx *stx, rf_io_cb cb, void *arg)
 {
-	int ret = io_prep(req, RF_IO_STATX, dirfd, cb, arg);
+	int ret;
+	rf_req *req = io_prep(h, RF_IO_STATX, dirfd, cb, arg, &ret);
 
-	if (ret)
+	if (!req)
 		return ret;
 	req->io.path = path;
 	req->io.flags = flags;
@@ -151,12 +196,13 @@ int rf_io_statx(rf_req *req, int dirfd, const char *path, int flags, unsigned in
 	return io_start(req);
 }
 
-int rf_io_openat(rf_req *req, int dirfd, const char *path, int flags, mode_t mode, rf_io_cb cb,
+int rf_io_openat(rf_req *h, int dirfd, const char *path, int flags, mode_t mode, rf_io_cb cb,
 		 void *arg)
 {
-	int ret = io_prep(req, RF_IO_OPENAT, dirfd, cb, arg);
+	int ret;
+	rf_req *req = io_prep(h, RF_IO_OPENAT, dirfd, cb, arg, &ret);
 
-	if (ret)
+	if (!req)
 		return ret;
 	req->io.path = path;
 	req->io.flags = flags;
@@ -166,15 +212,27 @@ int rf_io_openat(rf_req *req, int dirfd, const char *path, int flags, mode_t mod
 
 /* ---- whole-request helpers ----
  * Progress (done/want) lives in req->io and survives rf_io_* calls; it is set before each
- * continuation is submitted because a synchronous completion re-enters the step at once. */
+ * continuation is submitted because a synchronous completion re-enters the step at once.
+ * EAGAIN and EINTR are retried, but only so many times in a row: a non-blocking descriptor
+ * with nothing to give would otherwise spin (and recurse, when the retries run synchronously). */
+#define RF_IO_AGAIN_MAX 16
+
+/* True when res is a transient failure worth another try (counted in req->io.again). */
+static bool retry_again(rf_req *req, int res)
+{
+	if (res != -EAGAIN && res != -EINTR)
+		return false;
+	return ++req->io.again <= RF_IO_AGAIN_MAX;
+}
 
 static void reply_read_step(rf_req *req, int res, void *arg)
 {
+	rf_req *r = rf_req_untag(req); /* the callback's handle is the current one */
 	char *base = arg;
-	size_t done = req->io.done;
-	off_t next = req->io.off;
+	size_t done = r->io.done;
+	off_t next = r->io.off;
 
-	if (res == -EAGAIN || res == -EINTR) {
+	if (retry_again(r, res)) {
 		res = 0;
 	} else if (res < 0) {
 		if (done)
@@ -185,18 +243,37 @@ static void reply_read_step(rf_req *req, int res, void *arg)
 	} else if (res == 0) { /* EOF */
 		rf_reply_data(req, done);
 		return;
+	} else {
+		r->io.again = 0;
 	}
 	done += (size_t)res;
 	next += res;
-	if (done >= req->io.want) {
+	if (done >= r->io.want) {
 		rf_reply_data(req, done);
 		return;
 	}
 	/* Short read before EOF (or EAGAIN): continue where it stopped. */
-	req->io.done = done;
-	if (rf_io_read(req, req->io.fd, base + done, req->io.want - done, next, reply_read_step,
-		       base))
+	r->io.done = done;
+	if (rf_io_read(req, r->io.fd, base + done, r->io.want - done, next, reply_read_step, base))
 		rf_reply_data(req, done);
+}
+
+/* The request h names, if a whole-request helper may start on it; else NULL and *ret is what
+ * to return: a stale or answered request is refused as a reply would be, and one with an
+ * operation in flight keeps its progress fields. */
+static rf_req *helper_start(rf_req *h, int *ret)
+{
+	rf_req *r = rf_req_of(h);
+
+	if (!r) {
+		*ret = rf_reply_err(h, EIO);
+		return NULL;
+	}
+	if (atomic_load_explicit(&r->life, memory_order_relaxed) & RF_LIFE_IO) {
+		*ret = -EBUSY;
+		return NULL;
+	}
+	return r;
 }
 
 int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off)
@@ -204,15 +281,19 @@ int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off)
 	size_t cap;
 	char *buf = rf_reply_payload(req, &cap);
 	int ret;
+	rf_req *r = helper_start(req, &ret);
 
+	if (!r)
+		return ret;
 	if (!buf)
 		return rf_reply_err(req, EIO);
 	if (size > cap)
 		size = cap;
 	if (size == 0)
 		return rf_reply_data(req, 0);
-	req->io.done = 0;
-	req->io.want = size;
+	r->io.done = 0;
+	r->io.want = size;
+	r->io.again = 0;
 	ret = rf_io_read(req, fd, buf, size, off, reply_read_step, buf);
 	if (ret)
 		return rf_reply_err(req, -ret);
@@ -221,11 +302,12 @@ int rf_io_reply_read(rf_req *req, int fd, size_t size, off_t off)
 
 static void reply_write_step(rf_req *req, int res, void *arg)
 {
+	rf_req *r = rf_req_untag(req);
 	const char *base = arg;
-	size_t done = req->io.done;
-	off_t next = req->io.off;
+	size_t done = r->io.done;
+	off_t next = r->io.off;
 
-	if (res == -EAGAIN || res == -EINTR) {
+	if (retry_again(r, res)) {
 		res = 0;
 	} else if (res < 0) {
 		if (done)
@@ -239,27 +321,32 @@ static void reply_write_step(rf_req *req, int res, void *arg)
 		else
 			rf_reply_err(req, ENOSPC);
 		return;
+	} else {
+		r->io.again = 0;
 	}
 	done += (size_t)res;
 	next += res;
-	if (done >= req->io.want) {
+	if (done >= r->io.want) {
 		rf_reply_write(req, done);
 		return;
 	}
-	req->io.done = done;
-	if (rf_io_write(req, req->io.fd, base + done, req->io.want - done, next, reply_write_step,
-			arg))
+	r->io.done = done;
+	if (rf_io_write(req, r->io.fd, base + done, r->io.want - done, next, reply_write_step, arg))
 		rf_reply_write(req, done);
 }
 
 int rf_io_reply_write(rf_req *req, int fd, const void *buf, size_t size, off_t off)
 {
 	int ret;
+	rf_req *r = helper_start(req, &ret);
 
+	if (!r)
+		return ret;
 	if (size == 0)
 		return rf_reply_write(req, 0);
-	req->io.done = 0;
-	req->io.want = size;
+	r->io.done = 0;
+	r->io.want = size;
+	r->io.again = 0;
 	ret = rf_io_write(req, fd, buf, size, off, reply_write_step, (void *)buf);
 	if (ret)
 		return rf_reply_err(req, -ret);

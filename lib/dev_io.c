@@ -10,7 +10,13 @@
  * A handler that answers at once hands the slot straight back; a handler that defers keeps its
  * slot until the reply (from any thread) is written, and the loop reads the next request into
  * another slot. Replies are written by whichever thread answers: write() on /dev/fuse is
- * thread-safe and a deferred reply needs no hop back to the reading thread.
+ * thread-safe and a deferred reply needs no hop back to the reading thread. The loop's thread
+ * counts its own replies in the queue's own counters, other threads in the shared half.
+ *
+ * When the loop stops (the session ends) it drains: it waits, until the session's drain
+ * deadline, for the replies its handlers still owe. A slot still unanswered after that is
+ * left to its handler, with the loop's memory; the caller of rf_dev_serve() is told, and keeps
+ * the fd number from reuse (lib/transport/README.md).
  */
 #include "ringfuse_i.h"
 
@@ -25,7 +31,7 @@
 struct dev_loop;
 
 struct dev_slot {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	struct dev_loop *loop;
 	char *in;		    /* dev_bufsize bytes: the request as read */
 	struct fuse_out_header *oh; /* reply header, immediately followed by the body */
@@ -36,7 +42,7 @@ struct dev_loop {
 	rf_session *se;
 	int fd;
 	unsigned int queue;
-	struct rf_queue_stats *stats;
+	struct rf_qstats *stats;
 	size_t out_cap;
 	struct dev_slot *slots[DEV_MAX_SLOTS];
 	unsigned int nslots;
@@ -47,14 +53,31 @@ struct dev_loop {
 	_Atomic int waiting;
 	/* Replying threads still inside dev_send/dev_drop: the loop's memory lives until 0. */
 	_Atomic int senders;
+	struct dev_loop *grave_next; /* on the graveyard once kept for a late reply */
 };
+
+/*
+ * Loops kept because a handler still owes a reply; reachable from here so that leak checkers
+ * see a deliberate decision rather than a leak.
+ */
+static struct dev_loop *_Atomic graveyard;
+
+static void loop_bury(struct dev_loop *l)
+{
+	l->grave_next = atomic_load(&graveyard);
+	while (!atomic_compare_exchange_weak(&graveyard, &l->grave_next, l))
+		;
+}
+
+/* The loop this thread runs, so a reply knows whether it is on the loop's own thread. */
+static __thread struct dev_loop *tls_loop;
 
 static void slot_release(struct dev_slot *s)
 {
 	struct dev_loop *l = s->loop;
 	struct dev_slot *head = atomic_load_explicit(&l->free_head, memory_order_relaxed);
 
-	atomic_store_explicit(&s->req.state, RF_REQ_FREE, memory_order_relaxed);
+	rf_req_set_free(&s->req);
 	do {
 		s->next_free = head;
 	} while (!atomic_compare_exchange_weak_explicit(
@@ -83,12 +106,18 @@ static int dev_send(rf_req *req, int error, size_t len)
 	struct iovec iov = {s->oh, sizeof(*s->oh) + len};
 	int ret;
 
+	bool owner = tls_loop == l;
+
 	atomic_fetch_add(&l->senders, 1);
 	s->oh->unique = req->unique;
 	s->oh->error = error;
 	s->oh->len = (uint32_t)iov.iov_len;
 	ret = rf_dev_write(l->fd, &iov, 1);
-	rf_stat_add(req->stats->enters, 1);
+	rf_stat_reply(owner ? &l->stats->own : &l->stats->shared, error, len, owner);
+	if (owner)
+		rf_stat_inc(l->stats->own.enters, 1);
+	else
+		rf_stat_add_shared(l->stats->shared.enters, 1);
 	/* ENOENT: the request was interrupted and is gone; nothing is lost. */
 	if (ret < 0 && ret != -ENOENT && ret != -ENODEV && ret != -ENOTCONN)
 		rf_log_once(RF_LOG_WARN, "ringfuse: writing a reply to /dev/fuse failed: %s",
@@ -128,10 +157,11 @@ static struct dev_slot *slot_new(struct dev_loop *l)
 {
 	rf_session *se = l->se;
 	size_t out_size = sizeof(struct fuse_out_header) + l->out_cap;
-	struct dev_slot *s = calloc(1, sizeof(*s));
+	struct dev_slot *s = aligned_alloc(RF_REQ_ALIGN, sizeof(*s)); /* rf_req alignment */
 
 	if (!s)
 		return NULL;
+	memset(s, 0, sizeof(*s));
 	s->loop = l;
 	/* mmap keeps large buffers page-aligned, which O_DIRECT pass-through needs. */
 	s->in = mmap(NULL, se->dev_bufsize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
@@ -152,7 +182,10 @@ static struct dev_slot *slot_new(struct dev_loop *l)
 	s->req.stats = l->stats;
 	s->req.out = (char *)(s->oh + 1);
 	s->req.out_cap = l->out_cap;
-	rf_session_register_reqs(se, &s->req, 1, sizeof(*s));
+	if (rf_session_register_reqs(se, &s->req, 1, sizeof(*s)) < 0) {
+		slot_free(s, se->dev_bufsize, out_size);
+		return NULL;
+	}
 	return s;
 }
 
@@ -206,20 +239,27 @@ static size_t dev_out_cap(const rf_session *se)
 	return cap;
 }
 
-/* Wait until every deferred request of this loop has been answered, bounded in time. */
+/* Wait until every deferred request of this loop has been answered, until the session's
+ * drain deadline. */
 static void loop_drain(struct dev_loop *l)
 {
-	for (int tries = 0; tries < 100; tries++) {
+	uint64_t deadline = rf_session_drain_deadline(l->se);
+
+	for (;;) {
 		unsigned int busy = 0;
 
 		for (unsigned int i = 0; i < l->nslots; i++)
-			if (atomic_load(&l->slots[i]->req.state) != RF_REQ_FREE)
+			if (rf_req_state(&l->slots[i]->req) != RF_REQ_FREE)
 				busy++;
 		if (!busy && !atomic_load(&l->senders))
 			return;
-		usleep(10000);
+		if (rf_now_ns() >= deadline)
+			break;
+		usleep(1000);
 	}
-	rf_log(RF_LOG_WARN, "ringfuse: requests still unanswered at exit on /dev/fuse worker %u",
+	rf_log(RF_LOG_WARN,
+	       "ringfuse: /dev/fuse worker %u: requests still unanswered when the drain time ran "
+	       "out; their callers get an error",
 	       l->queue);
 }
 
@@ -244,14 +284,17 @@ static bool is_forget(const char *msg, size_t len)
 	return op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
 }
 
-int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats)
+int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats,
+		 bool *leaked_out)
 {
 	struct dev_loop *l = calloc(1, sizeof(*l));
 	unsigned int leaked = 0;
 	int ret = 0;
 
+	*leaked_out = false;
 	if (!l)
 		return -ENOMEM;
+	tls_loop = l;
 	l->se = se;
 	l->fd = fd;
 	l->queue = queue;
@@ -267,7 +310,7 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 		if (!s)
 			break;
 		n = read(fd, s->in, se->dev_bufsize);
-		rf_stat_add(stats->enters, 1);
+		rf_stat_inc(stats->own.enters, 1);
 		if (n < 0) {
 			int err = errno;
 
@@ -305,15 +348,19 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_sta
 		rf_session_unregister_reqs(se, &s->req);
 		/* A handler that never answered still owns its slot (and the loop): leaking them
 		 * beats a late reply writing into freed memory. */
-		if (atomic_load(&s->req.state) == RF_REQ_FREE)
+		if (rf_req_state(&s->req) == RF_REQ_FREE)
 			slot_free(s, se->dev_bufsize, sizeof(struct fuse_out_header) + l->out_cap);
 		else
 			leaked++;
 	}
+	tls_loop = NULL;
 	if (!leaked && !atomic_load(&l->senders)) {
 		pthread_mutex_destroy(&l->wait_lock);
 		pthread_cond_destroy(&l->wait_cond);
 		free(l);
+	} else {
+		*leaked_out = true; /* a late reply may still write to fd */
+		loop_bury(l);
 	}
 	return ret;
 }

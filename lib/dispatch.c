@@ -26,6 +26,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -136,12 +137,14 @@ union op_in {
 /* One request being decoded. args/args_len walk the payload as arguments are taken. */
 struct msg {
 	rf_session *se;
-	rf_req *req;
+	rf_req *req; /* the request object, for the library's own use */
+	rf_req *h;   /* its handle, for reply functions and callbacks */
 	struct fuse_in_header ih;
 	union op_in in;
 	size_t op_len;	  /* bytes of the fixed struct that were present */
 	const char *args; /* remaining arguments, trailing extensions excluded */
 	size_t args_len;
+	bool intr; /* an interrupt overtook the request: ops.interrupt is due */
 };
 
 /* The opcodes the kernel never expects an answer to: they are finished with a drop. */
@@ -153,14 +156,14 @@ static bool no_reply_op(uint32_t opcode)
 
 static void refuse(struct msg *m, int err)
 {
-	rf_stat_add(m->req->stats->bad_requests, 1);
+	rf_stat_inc(m->req->stats->own.bad_requests, 1);
 	if (m->se->opts.debug)
 		rf_log(RF_LOG_DEBUG, "ringfuse: <- %s #%" PRIu64 " node %" PRIu64 " refused: %s",
 		       rf_opcode_name(m->ih.opcode), m->ih.unique, m->ih.nodeid, strerror(err));
 	if (no_reply_op(m->ih.opcode))
-		rf_reply_none(m->req);
+		rf_req_drop(m->h);
 	else
-		rf_reply_err(m->req, err);
+		rf_reply_err(m->h, err);
 }
 
 /* A request the kernel should never have sent: warn once per reason, count, answer err. */
@@ -227,18 +230,23 @@ static void do_lookup(struct msg *m)
 		BAD(m, EIO, "bad name");
 	TRACE(m, "name '%s'", name);
 	if (!m->se->ops.lookup)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.lookup(m->req, m->ih.nodeid, name);
+		m->se->ops.lookup(m->h, m->ih.nodeid, name);
 }
 
 static void do_forget(struct msg *m)
 {
 	TRACE(m, "nlookup %" PRIu64, m->in.forget.nlookup);
-	if (m->se->ops.forget)
-		m->se->ops.forget(m->req, m->ih.nodeid, m->in.forget.nlookup);
-	else
-		rf_reply_none(m->req);
+	if (m->se->ops.forget) {
+		m->se->ops.forget(m->h, m->ih.nodeid, m->in.forget.nlookup);
+	} else if (m->se->ops.forget_multi) {
+		struct rf_forget_data one = {m->ih.nodeid, m->in.forget.nlookup};
+
+		m->se->ops.forget_multi(m->h, 1, &one);
+	} else {
+		rf_reply_none(m->h);
+	}
 }
 
 /* Stand-in requests for the entries of a BATCH_FORGET: their rf_reply_none() goes nowhere. */
@@ -265,30 +273,47 @@ static void do_batch_forget(struct msg *m)
 	if (count > m->args_len / sizeof(struct fuse_forget_one))
 		BAD(m, EIO, "entry count larger than the message");
 	TRACE(m, "count %" PRIu32, count);
-	if (se->ops.forget) {
+	/* The whole batch in one call, answered by the filesystem, where the entries can be
+	 * handed over in place (transports' buffers are aligned; a fuzzed message may not be). */
+	if (se->ops.forget_multi && (uintptr_t)m->args % _Alignof(struct rf_forget_data) == 0) {
+		_Static_assert(sizeof(struct rf_forget_data) == sizeof(struct fuse_forget_one),
+			       "rf_forget_data is fuse_forget_one");
+		se->ops.forget_multi(m->h, count, (const struct rf_forget_data *)m->args);
+		return;
+	}
+	if ((se->ops.forget || se->ops.forget_multi) && count) {
+		/* Each forget callback answers its own stand-in before returning; the batch
+		 * itself is dropped once, below. One stand-in for all (only its node id and
+		 * state change): it is aligned like every request object. */
+		RF_REQ_ALIGNED rf_req d = {
+			.se = se,
+			.rops = &batch_rops,
+			.queue = m->req->queue,
+			.opcode = FUSE_FORGET,
+			.unique = m->req->unique,
+			.ctx = m->req->ctx,
+			.stats = m->req->stats,
+			.t_start_ns = m->req->t_start_ns,
+		};
+
+		atomic_init(&d.interrupted_unique, 0);
 		for (uint32_t i = 0; i < count; i++) {
 			struct fuse_forget_one one;
-			/* Each forget callback answers its own stand-in before returning; the
-			 * batch itself is dropped once, below. */
-			rf_req d = {
-				.se = se,
-				.rops = &batch_rops,
-				.queue = m->req->queue,
-				.opcode = FUSE_FORGET,
-				.unique = m->req->unique,
-				.ctx = m->req->ctx,
-				.stats = m->req->stats,
-				.t_start_ns = m->req->t_start_ns,
-			};
 
 			memcpy(&one, m->args + i * sizeof(one), sizeof(one));
 			d.nodeid = one.nodeid;
-			atomic_init(&d.state, RF_REQ_ACTIVE);
-			atomic_init(&d.interrupted_unique, 0);
-			se->ops.forget(&d, one.nodeid, one.nlookup);
+			/* Generation 0 for ever: its handle is its address. */
+			atomic_store_explicit(&d.life, RF_REQ_ACTIVE, memory_order_relaxed);
+			if (se->ops.forget) {
+				se->ops.forget(&d, one.nodeid, one.nlookup);
+			} else {
+				struct rf_forget_data fd = {one.nodeid, one.nlookup};
+
+				se->ops.forget_multi(&d, 1, &fd);
+			}
 		}
 	}
-	rf_reply_none(m->req);
+	rf_reply_none(m->h);
 }
 
 static void do_getattr(struct msg *m)
@@ -303,9 +328,9 @@ static void do_getattr(struct msg *m)
 	}
 	TRACE(m, "fh %s", fip ? "set" : "none");
 	if (!m->se->ops.getattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.getattr(m->req, m->ih.nodeid, fip);
+		m->se->ops.getattr(m->h, m->ih.nodeid, fip);
 }
 
 static bool nsec_ok(uint32_t ns)
@@ -349,18 +374,18 @@ static void do_setattr(struct msg *m)
 	TRACE(m, "valid %#x mode %#o uid %u gid %u size %" PRIu64, (unsigned int)to_set,
 	      (unsigned int)sa->mode, (unsigned int)sa->uid, (unsigned int)sa->gid, sa->size);
 	if (!m->se->ops.setattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.setattr(m->req, m->ih.nodeid, &st, to_set, fip);
+		m->se->ops.setattr(m->h, m->ih.nodeid, &st, to_set, fip);
 }
 
 static void do_readlink(struct msg *m)
 {
 	TRACE(m, "%s", "");
 	if (!m->se->ops.readlink)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.readlink(m->req, m->ih.nodeid);
+		m->se->ops.readlink(m->h, m->ih.nodeid);
 }
 
 static void do_symlink(struct msg *m)
@@ -374,9 +399,9 @@ static void do_symlink(struct msg *m)
 		BAD(m, EIO, "bad link target");
 	TRACE(m, "name '%s' target '%s'", name, link);
 	if (!m->se->ops.symlink)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.symlink(m->req, link, m->ih.nodeid, name);
+		m->se->ops.symlink(m->h, link, m->ih.nodeid, name);
 }
 
 static void do_mknod(struct msg *m)
@@ -389,9 +414,9 @@ static void do_mknod(struct msg *m)
 	TRACE(m, "name '%s' mode %#o rdev %#x umask %#o", name, (unsigned int)m->in.mknod.mode,
 	      (unsigned int)m->in.mknod.rdev, (unsigned int)m->in.mknod.umask);
 	if (!m->se->ops.mknod)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.mknod(m->req, m->ih.nodeid, name, m->in.mknod.mode,
+		m->se->ops.mknod(m->h, m->ih.nodeid, name, m->in.mknod.mode,
 				 (dev_t)m->in.mknod.rdev);
 }
 
@@ -405,9 +430,9 @@ static void do_mkdir(struct msg *m)
 	TRACE(m, "name '%s' mode %#o umask %#o", name, (unsigned int)m->in.mkdir.mode,
 	      (unsigned int)m->in.mkdir.umask);
 	if (!m->se->ops.mkdir)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.mkdir(m->req, m->ih.nodeid, name, m->in.mkdir.mode);
+		m->se->ops.mkdir(m->h, m->ih.nodeid, name, m->in.mkdir.mode);
 }
 
 static void do_unlink(struct msg *m)
@@ -420,9 +445,9 @@ static void do_unlink(struct msg *m)
 		BAD(m, EIO, "bad name");
 	TRACE(m, "name '%s'", name);
 	if (!op)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		op(m->req, m->ih.nodeid, name);
+		op(m->h, m->ih.nodeid, name);
 }
 
 static void do_rename(struct msg *m)
@@ -438,9 +463,9 @@ static void do_rename(struct msg *m)
 	TRACE(m, "name '%s' newdir %" PRIu64 " newname '%s' flags %#x", name, newdir, newname,
 	      flags);
 	if (!m->se->ops.rename)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.rename(m->req, m->ih.nodeid, name, newdir, newname, flags);
+		m->se->ops.rename(m->h, m->ih.nodeid, name, newdir, newname, flags);
 }
 
 static void do_link(struct msg *m)
@@ -451,9 +476,9 @@ static void do_link(struct msg *m)
 		BAD(m, EIO, "bad name");
 	TRACE(m, "oldnode %" PRIu64 " newname '%s'", m->in.link.oldnodeid, newname);
 	if (!m->se->ops.link)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.link(m->req, m->in.link.oldnodeid, m->ih.nodeid, newname);
+		m->se->ops.link(m->h, m->in.link.oldnodeid, m->ih.nodeid, newname);
 }
 
 /* OPEN and OPENDIR: without an op every open succeeds with fh 0, as in libfuse. */
@@ -466,9 +491,9 @@ static void do_open(struct msg *m)
 	fi.flags = (int)m->in.open.flags;
 	TRACE(m, "flags %#o", (unsigned int)fi.flags);
 	if (!op)
-		rf_reply_open(m->req, &fi);
+		rf_reply_open(m->h, &fi);
 	else
-		op(m->req, m->ih.nodeid, &fi);
+		op(m->h, m->ih.nodeid, &fi);
 }
 
 /* READ, READDIR, READDIRPLUS. */
@@ -502,9 +527,9 @@ static void do_read(struct msg *m)
 	}
 	TRACE(m, "fh %" PRIu64 " size %zu off %" PRIu64, ri->fh, size, ri->offset);
 	if (!op)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		op(m->req, m->ih.nodeid, size, (off_t)ri->offset, &fi);
+		op(m->h, m->ih.nodeid, size, (off_t)ri->offset, &fi);
 }
 
 static void do_write(struct msg *m)
@@ -526,13 +551,13 @@ static void do_write(struct msg *m)
 	fi.write_flags = wi->write_flags;
 	if (wi->write_flags & FUSE_WRITE_LOCKOWNER)
 		fi.lock_owner = wi->lock_owner;
-	rf_stat_add(m->req->stats->bytes_in, wi->size);
+	rf_stat_inc(m->req->stats->own.bytes_in, wi->size);
 	TRACE(m, "fh %" PRIu64 " size %" PRIu32 " off %" PRIu64 " flags %#x", wi->fh, wi->size,
 	      wi->offset, (unsigned int)wi->write_flags);
 	if (!m->se->ops.write)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.write(m->req, m->ih.nodeid, m->args, wi->size, (off_t)wi->offset, &fi);
+		m->se->ops.write(m->h, m->ih.nodeid, m->args, wi->size, (off_t)wi->offset, &fi);
 }
 
 static void do_statfs(struct msg *m)
@@ -542,12 +567,12 @@ static void do_statfs(struct msg *m)
 	 * the new flags without waiting for the mount table watch to wake up. */
 	rf_mount_flags_refresh(m->se, true);
 	if (m->se->ops.statfs) {
-		m->se->ops.statfs(m->req, m->ih.nodeid);
+		m->se->ops.statfs(m->h, m->ih.nodeid);
 	} else {
 		/* Like libfuse: enough for df and for path length limits to work. */
 		struct statvfs st = {.f_bsize = 512, .f_frsize = 512, .f_namemax = 255};
 
-		rf_reply_statfs(m->req, &st);
+		rf_reply_statfs(m->h, &st);
 	}
 }
 
@@ -566,9 +591,9 @@ static void do_release(struct msg *m)
 	TRACE(m, "fh %" PRIu64 " flags %#o release_flags %#x", ri->fh, (unsigned int)ri->flags,
 	      (unsigned int)ri->release_flags);
 	if (!op)
-		rf_reply_err(m->req, 0);
+		rf_reply_err(m->h, 0);
 	else
-		op(m->req, m->ih.nodeid, &fi);
+		op(m->h, m->ih.nodeid, &fi);
 }
 
 /* FSYNC and FSYNCDIR. */
@@ -582,9 +607,9 @@ static void do_fsync(struct msg *m)
 	fi.fh = m->in.fsync.fh;
 	TRACE(m, "fh %" PRIu64 " datasync %d", fi.fh, datasync);
 	if (!op)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		op(m->req, m->ih.nodeid, datasync, &fi);
+		op(m->h, m->ih.nodeid, datasync, &fi);
 }
 
 static void do_flush(struct msg *m)
@@ -596,9 +621,9 @@ static void do_flush(struct msg *m)
 	fi.flush = 1;
 	TRACE(m, "fh %" PRIu64, fi.fh);
 	if (!m->se->ops.flush)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.flush(m->req, m->ih.nodeid, &fi);
+		m->se->ops.flush(m->h, m->ih.nodeid, &fi);
 }
 
 static void do_setxattr(struct msg *m)
@@ -613,9 +638,9 @@ static void do_setxattr(struct msg *m)
 	TRACE(m, "name '%s' size %" PRIu32 " flags %#x", name, size,
 	      (unsigned int)m->in.setxattr.flags);
 	if (!m->se->ops.setxattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.setxattr(m->req, m->ih.nodeid, name, m->args, size,
+		m->se->ops.setxattr(m->h, m->ih.nodeid, name, m->args, size,
 				    (int)m->in.setxattr.flags);
 }
 
@@ -627,18 +652,18 @@ static void do_getxattr(struct msg *m)
 		BAD(m, EIO, "bad attribute name");
 	TRACE(m, "name '%s' size %" PRIu32, name, m->in.getxattr.size);
 	if (!m->se->ops.getxattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.getxattr(m->req, m->ih.nodeid, name, m->in.getxattr.size);
+		m->se->ops.getxattr(m->h, m->ih.nodeid, name, m->in.getxattr.size);
 }
 
 static void do_listxattr(struct msg *m)
 {
 	TRACE(m, "size %" PRIu32, m->in.getxattr.size);
 	if (!m->se->ops.listxattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.listxattr(m->req, m->ih.nodeid, m->in.getxattr.size);
+		m->se->ops.listxattr(m->h, m->ih.nodeid, m->in.getxattr.size);
 }
 
 static void do_removexattr(struct msg *m)
@@ -649,9 +674,9 @@ static void do_removexattr(struct msg *m)
 		BAD(m, EIO, "bad attribute name");
 	TRACE(m, "name '%s'", name);
 	if (!m->se->ops.removexattr)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.removexattr(m->req, m->ih.nodeid, name);
+		m->se->ops.removexattr(m->h, m->ih.nodeid, name);
 }
 
 static void do_init(struct msg *m)
@@ -669,10 +694,10 @@ static void do_init(struct msg *m)
 	/* in is the zero-padded local copy, so a short INIT from an old kernel reads as zeros. */
 	n = rf_init_negotiate(se, in, m->op_len, m->req->out);
 	if (n < 0) {
-		rf_reply_err(m->req, -n);
+		rf_reply_err(m->h, -n);
 		return;
 	}
-	rf_reply_finish(m->req, 0, (size_t)n);
+	rf_reply_finish(m->h, 0, (size_t)n);
 	/* Only now may the transport start: io-uring registration needs the reply processed. */
 	rf_session_init_done(se);
 }
@@ -681,9 +706,9 @@ static void do_access(struct msg *m)
 {
 	TRACE(m, "mask %#o", (unsigned int)m->in.access.mask);
 	if (!m->se->ops.access)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.access(m->req, m->ih.nodeid, (int)m->in.access.mask);
+		m->se->ops.access(m->h, m->ih.nodeid, (int)m->in.access.mask);
 }
 
 static void do_create(struct msg *m)
@@ -699,9 +724,9 @@ static void do_create(struct msg *m)
 	TRACE(m, "name '%s' flags %#o mode %#o umask %#o", name, (unsigned int)ci->flags,
 	      (unsigned int)ci->mode, (unsigned int)ci->umask);
 	if (!m->se->ops.create)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.create(m->req, m->ih.nodeid, name, ci->mode, &fi);
+		m->se->ops.create(m->h, m->ih.nodeid, name, ci->mode, &fi);
 }
 
 static void do_tmpfile(struct msg *m)
@@ -715,9 +740,9 @@ static void do_tmpfile(struct msg *m)
 	TRACE(m, "flags %#o mode %#o umask %#o", (unsigned int)ci->flags, (unsigned int)ci->mode,
 	      (unsigned int)ci->umask);
 	if (!m->se->ops.tmpfile)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.tmpfile(m->req, m->ih.nodeid, ci->mode, &fi);
+		m->se->ops.tmpfile(m->h, m->ih.nodeid, ci->mode, &fi);
 }
 
 static void do_interrupt(struct msg *m)
@@ -726,20 +751,16 @@ static void do_interrupt(struct msg *m)
 	rf_req *target;
 
 	TRACE(m, "target #%" PRIu64, m->in.interrupt.unique);
-	/* Marks the target, so rf_req_interrupted() sees it even without an interrupt op. */
-	target = rf_session_find_req(se, m->in.interrupt.unique);
-	if (!target) {
-		/*
-		 * The target is not in a handler (yet): on io-uring an interrupt on /dev/fuse can
-		 * overtake its request on the ring. EAGAIN makes the kernel queue the interrupt
-		 * again; once the target is answered the kernel drops it.
-		 */
-		rf_reply_err(m->req, EAGAIN);
-		return;
-	}
-	if (se->ops.interrupt)
+	/*
+	 * Marks the target, so rf_req_interrupted() sees it even without an interrupt op. A
+	 * target not in a handler yet (an interrupt overtakes its request on the ring, or in
+	 * another reader's hands) is marked when it begins: never answer EAGAIN, which the
+	 * kernel only honours on the fd holding the target.
+	 */
+	target = rf_session_interrupt(se, m->in.interrupt.unique);
+	if (target && se->ops.interrupt)
 		se->ops.interrupt(target, se->userdata);
-	rf_reply_none(m->req);
+	rf_req_drop(m->h);
 }
 
 static void do_destroy(struct msg *m)
@@ -749,7 +770,7 @@ static void do_destroy(struct msg *m)
 	TRACE(m, "%s", "");
 	if (!__atomic_exchange_n(&se->destroyed, true, __ATOMIC_ACQ_REL) && se->ops.destroy)
 		se->ops.destroy(se->userdata);
-	rf_reply_err(m->req, 0);
+	rf_reply_err(m->h, 0);
 	rf_session_conn_lost(se);
 }
 
@@ -766,9 +787,9 @@ static void do_fallocate(struct msg *m)
 	TRACE(m, "fh %" PRIu64 " mode %#x off %" PRIu64 " len %" PRIu64, fa->fh,
 	      (unsigned int)fa->mode, fa->offset, fa->length);
 	if (!m->se->ops.fallocate)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.fallocate(m->req, m->ih.nodeid, (int)fa->mode, (off_t)fa->offset,
+		m->se->ops.fallocate(m->h, m->ih.nodeid, (int)fa->mode, (off_t)fa->offset,
 				     (off_t)fa->length, &fi);
 }
 
@@ -781,9 +802,9 @@ static void do_lseek(struct msg *m)
 	TRACE(m, "fh %" PRIu64 " off %" PRId64 " whence %" PRIu32, li->fh, (int64_t)li->offset,
 	      li->whence);
 	if (!m->se->ops.lseek)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.lseek(m->req, m->ih.nodeid, (off_t)li->offset, (int)li->whence, &fi);
+		m->se->ops.lseek(m->h, m->ih.nodeid, (off_t)li->offset, (int)li->whence, &fi);
 }
 
 /* COPY_FILE_RANGE and COPY_FILE_RANGE_64; rf_reply_write() picks the reply layout. */
@@ -809,9 +830,9 @@ static void do_copy_file_range(struct msg *m)
 	TRACE(m, "off_in %" PRIu64 " node_out %" PRIu64 " off_out %" PRIu64 " len %" PRIu64,
 	      ci->off_in, ci->nodeid_out, ci->off_out, ci->len);
 	if (!m->se->ops.copy_file_range)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.copy_file_range(m->req, m->ih.nodeid, (off_t)ci->off_in, &fi_in,
+		m->se->ops.copy_file_range(m->h, m->ih.nodeid, (off_t)ci->off_in, &fi_in,
 					   ci->nodeid_out, (off_t)ci->off_out, &fi_out, (size_t)len,
 					   (int)ci->flags);
 }
@@ -820,21 +841,21 @@ static void do_syncfs(struct msg *m)
 {
 	TRACE(m, "%s", "");
 	if (!m->se->ops.syncfs)
-		rf_reply_err(m->req, ENOSYS);
+		rf_reply_err(m->h, ENOSYS);
 	else
-		m->se->ops.syncfs(m->req, m->ih.nodeid);
+		m->se->ops.syncfs(m->h, m->ih.nodeid);
 }
 
 static void do_enosys(struct msg *m)
 {
 	TRACE(m, "%s", "no such operation: ENOSYS");
-	rf_reply_err(m->req, ENOSYS);
+	rf_reply_err(m->h, ENOSYS);
 }
 
 static void do_drop(struct msg *m)
 {
 	TRACE(m, "%s", "dropped");
-	rf_reply_none(m->req);
+	rf_reply_none(m->h);
 }
 
 /* Bytes of the fixed struct a request must carry. */
@@ -937,12 +958,21 @@ static void dispatch(struct msg *m, const void *op_in, size_t op_len, const void
 	else if (op_len < op_in_need(se, m->ih.opcode))
 		BAD(m, EIO, "argument struct truncated");
 
+	if (m->intr && se->ops.interrupt)
+		se->ops.interrupt(m->h, se->userdata);
 	handler(m);
 
 	/* The slot cannot be reused before we return, so ACTIVE here means "answered later". */
-	if (atomic_load_explicit(&req->state, memory_order_acquire) == RF_REQ_ACTIVE)
-		rf_stat_add(req->stats->deferred, 1);
-	rf_stat_add(req->stats->handler_ns, rf_now_ns() - req->t_start_ns);
+	if (rf_req_state(req) == RF_REQ_ACTIVE)
+		rf_stat_inc(req->stats->own.deferred, 1);
+	rf_stat_inc(req->stats->own.handler_ns, rf_now_ns() - req->t_start_ns);
+}
+
+/* RINGFUSE_FAULT=read_delay_ms:N (fault.c): let interrupts overtake READs. */
+static inline void fault_delay(uint32_t opcode)
+{
+	if (__builtin_expect(rf_faults.read_delay_ms != 0, 0) && opcode == FUSE_READ)
+		usleep(rf_faults.read_delay_ms * 1000u);
 }
 
 void rf_dispatch_split(rf_session *se, rf_req *req, const struct fuse_in_header *ih,
@@ -951,10 +981,12 @@ void rf_dispatch_split(rf_session *se, rf_req *req, const struct fuse_in_header 
 {
 	struct msg m;
 
+	fault_delay(ih->opcode);
 	m.se = se;
 	m.req = req;
 	memcpy(&m.ih, ih, sizeof(m.ih));
-	rf_req_begin(req, se, &m.ih);
+	m.h = rf_req_begin(req, se, &m.ih);
+	m.intr = rf_intr_take(se, req);
 	if (!op_in)
 		op_in_size = 0;
 	dispatch(&m, op_in, op_in_size, payload, payload_len);
@@ -971,15 +1003,17 @@ void rf_dispatch_msg(rf_session *se, rf_req *req, const void *msg, size_t len)
 	memset(&m.ih, 0, sizeof(m.ih));
 	if (msg && len)
 		memcpy(&m.ih, msg, len < sizeof(m.ih) ? len : sizeof(m.ih));
-	rf_req_begin(req, se, &m.ih);
+	fault_delay(m.ih.opcode);
+	m.h = rf_req_begin(req, se, &m.ih);
+	m.intr = rf_intr_take(se, req);
 
 	if (len < sizeof(m.ih)) {
 		rf_log_once(RF_LOG_WARN,
 			    "ringfuse: request of %zu bytes is shorter than its header", len);
 		/* Without a whole unique there is nobody to answer: only drop the slot. */
 		if (len < offsetof(struct fuse_in_header, unique) + sizeof(m.ih.unique)) {
-			rf_stat_add(req->stats->bad_requests, 1);
-			rf_reply_none(req);
+			rf_stat_inc(req->stats->own.bad_requests, 1);
+			rf_req_drop(m.h);
 			return;
 		}
 		refuse(&m, EIO);

@@ -12,10 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,9 +36,14 @@ static const char *fs_name(const rf_session *se)
 /* Options both mount paths share; fusermount3 validates them again for unprivileged users. */
 static int common_opts(const rf_session *se, char *buf, size_t size)
 {
-	int n = snprintf(buf, size, "%s%s%s",
-			 se->opts.default_permissions ? ",default_permissions" : "",
-			 se->opts.allow_other ? ",allow_other" : "", se->opts.ro ? ",ro" : "");
+	char max_read[32] = "";
+	int n;
+
+	if (se->opts.max_read)
+		snprintf(max_read, sizeof(max_read), ",max_read=%u", se->opts.max_read);
+	n = snprintf(
+		buf, size, "%s%s%s%s", se->opts.default_permissions ? ",default_permissions" : "",
+		se->opts.allow_other ? ",allow_other" : "", se->opts.ro ? ",ro" : "", max_read);
 
 	return n < 0 || (size_t)n >= size ? -E2BIG : 0;
 }
@@ -136,9 +144,9 @@ static int mount_with_fusermount(rf_session *se)
 	if (common_opts(se, common, sizeof(common)))
 		return -EINVAL;
 	flag_words(se, flags, sizeof(flags));
-	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s%s", fs_name(se),
+	n = snprintf(opts, sizeof(opts), "fsname=%s%s%s%s%s%s", fs_name(se),
 		     se->opts.subtype ? ",subtype=" : "", se->opts.subtype ? se->opts.subtype : "",
-		     common, flags);
+		     common, flags, se->opts.auto_unmount ? ",auto_unmount" : "");
 	if (n < 0 || (size_t)n >= sizeof(opts))
 		return -E2BIG;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
@@ -162,6 +170,16 @@ static int mount_with_fusermount(rf_session *se)
 	}
 	close(sv[0]);
 	fd = receive_fd(sv[1]);
+	if (fd >= 0 && se->opts.auto_unmount) {
+		/* fusermount3 stays and watches its end of the socket: it unmounts when the socket
+		 * closes, that is when this process (or the daemon it forks) is gone. */
+		se->fusermount_watches = true;
+		se->fusermount_sock = sv[1];
+		se->fusermount_pid = pid;
+		se->fd = fd;
+		se->nonroot_mount = true;
+		return 0;
+	}
 	close(sv[1]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -179,7 +197,8 @@ int rf_mount(rf_session *se)
 {
 	int ret;
 
-	if (geteuid() == 0)
+	/* auto_unmount needs fusermount3 to watch the daemon, also for root. */
+	if (geteuid() == 0 && !se->opts.auto_unmount)
 		ret = mount_as_root(se);
 	else
 		ret = mount_with_fusermount(se);
@@ -251,6 +270,26 @@ bool rf_mount_still_there(const rf_session *se)
 	       strcmp(e.dev, se->mount_dev) == 0;
 }
 
+/*
+ * A filesystem may have narrowed the identity and the capabilities of the thread that serves
+ * /dev/fuse while it acted for callers (ringfuse-passthrough keeps CAP_SYS_ADMIN permitted but
+ * not effective): unmounting needs the process's own filesystem ids and CAP_SYS_ADMIN back.
+ */
+static void regain_privileges(void)
+{
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct d[2];
+
+	setfsuid(geteuid());
+	setfsgid(getegid());
+	if (syscall(SYS_capget, &h, d) == 0 &&
+	    (d[0].effective != d[0].permitted || d[1].effective != d[1].permitted)) {
+		d[0].effective = d[0].permitted;
+		d[1].effective = d[1].permitted;
+		syscall(SYS_capset, &h, d);
+	}
+}
+
 void rf_unmount(rf_session *se)
 {
 	if (!se->mounted)
@@ -259,6 +298,7 @@ void rf_unmount(rf_session *se)
 	if (!se->nonroot_mount) {
 		/* Detach: a busy mount still goes away for new lookups; open files are failed
 		 * when the fd closes and the connection is aborted. */
+		regain_privileges();
 		if (umount2(se->mountpoint, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
 			rf_log(RF_LOG_WARN, "ringfuse: unmounting %s failed: %s", se->mountpoint,
 			       strerror(errno));
@@ -275,6 +315,16 @@ void rf_unmount(rf_session *se)
 		int status;
 
 		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+	}
+	if (se->fusermount_watches) {
+		int status;
+
+		/* The watcher finds nothing left to unmount and exits (not our child any more
+		 * once the daemon detached: ECHILD). */
+		se->fusermount_watches = false;
+		close(se->fusermount_sock);
+		while (waitpid(se->fusermount_pid, &status, 0) < 0 && errno == EINTR)
 			;
 	}
 }

@@ -13,7 +13,7 @@ static int notify_send(rf_session *se, int code, struct iovec *iov, int iovcnt)
 	struct fuse_out_header oh = {0};
 	size_t len = sizeof(oh);
 
-	if (se->fd < 0 || !atomic_load(&se->initialized))
+	if (se->fd < 0 || !atomic_load(&se->initialized) || atomic_load(&se->conn_gone))
 		return -ENOTCONN;
 	for (int i = 1; i < iovcnt; i++)
 		len += iov[i].iov_len;

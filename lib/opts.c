@@ -35,6 +35,7 @@ static void print_help(const char *prog)
 	       "    -o opt[,opt...]        mount and session options:\n"
 	       "\n"
 	       "    allow_other            let other users access the mount\n"
+	       "    auto_unmount           unmount when the daemon dies (through fusermount3)\n"
 	       "    default_permissions    kernel checks permissions (the default)\n"
 	       "    no_default_permissions leave permission checks to the filesystem\n"
 	       "    ro, rw                 read-only / read-write mount\n"
@@ -50,6 +51,7 @@ static void print_help(const char *prog)
 	       "    defaults, _netdev, nofail, auto, noauto, user, users, x-*, comment=...\n"
 	       "                           mount(8)'s own words: accepted and ignored\n"
 	       "    max_write=N            largest write request in bytes (4096..1048576)\n"
+	       "    max_read=N             largest read request in bytes\n"
 	       "    max_background=N       async requests in flight (default: queues x depth)\n"
 	       "    transport=T            auto (default), uring, dev or uring-rw\n"
 	       "    uring_depth=N          ring entries per io-uring queue (1..%d, default 16)\n"
@@ -66,6 +68,9 @@ static void print_help(const char *prog)
 	       "    uring_trim_ms=N        give an entry's payload memory back after N ms idle\n"
 	       "                           (default 1000, 0 never)\n"
 	       "    threads=N              dev/uring-rw worker threads (default: online CPUs)\n"
+	       "    drain_ms=N             on a clean stop, wait up to N ms for replies still "
+	       "owed\n"
+	       "                           (default 1000, at most 60000)\n"
 	       "    stats                  print per-queue statistics at exit and on SIGUSR1\n",
 	       prog, RF_MAX_URING_DEPTH);
 }
@@ -255,6 +260,8 @@ static int parse_one(struct rf_opts *o, char *opt)
 		o->debug = o->foreground = true;
 	else if (!strcmp(opt, "stats"))
 		o->stats = true;
+	else if (!strcmp(opt, "auto_unmount"))
+		o->auto_unmount = true;
 	else if (!strcmp(opt, "fsname"))
 		ret = set_string(&o->fsname, opt, val);
 	else if (!strcmp(opt, "subtype"))
@@ -262,6 +269,9 @@ static int parse_one(struct rf_opts *o, char *opt)
 	else if (!strcmp(opt, "max_write")) {
 		ret = parse_uint(opt, val, 4096, RF_DEFAULT_MAX_WRITE, &v);
 		o->max_write = (uint32_t)v;
+	} else if (!strcmp(opt, "max_read")) {
+		ret = parse_uint(opt, val, 1, UINT32_MAX, &v);
+		o->max_read = (uint32_t)v;
 	} else if (!strcmp(opt, "max_background")) {
 		ret = parse_uint(opt, val, 1, 65535, &v);
 		o->max_background = (uint32_t)v;
@@ -291,6 +301,9 @@ static int parse_one(struct rf_opts *o, char *opt)
 	else if (!strcmp(opt, "threads")) {
 		ret = parse_uint(opt, val, 1, RF_MAX_QUEUES, &v);
 		o->threads = (unsigned int)v;
+	} else if (!strcmp(opt, "drain_ms")) {
+		ret = parse_uint(opt, val, 0, 60000, &v);
+		o->drain_ms = (unsigned int)v;
 	} else if (!strcmp(opt, "transport")) {
 		if (val && !strcmp(val, "auto"))
 			o->transport = RF_TP_AUTO;
@@ -353,12 +366,8 @@ void rf_opts_free(struct rf_opts *o)
 	free(o->extra);
 }
 
-int rf_opts_parse(rf_session *se, int argc, char *argv[])
+void rf_opts_defaults(struct rf_opts *o)
 {
-	struct rf_opts *o = &se->opts;
-	const char *pos[3];
-	int npos = 0;
-
 	o->default_permissions = true;
 	o->uring_pin = true;
 	o->uring_spread = true;
@@ -366,8 +375,23 @@ int rf_opts_parse(rf_session *se, int argc, char *argv[])
 	 * request itself on small requests; spinning 50 us after the last completion keeps a
 	 * busy queue awake and costs nothing once the queue goes idle. */
 	o->uring_spin_us = 50;
+	o->drain_ms = 1000;
 	o->uring_trim_ms = RF_URING_TRIM_MS_DEFAULT;
 	o->mount_flags = MS_NOSUID | MS_NODEV;
+}
+
+int rf_opts_parse_list(struct rf_opts *o, const char *list)
+{
+	return parse_o(o, list);
+}
+
+int rf_opts_parse(rf_session *se, int argc, char *argv[])
+{
+	struct rf_opts *o = &se->opts;
+	const char *pos[3];
+	int npos = 0;
+
+	rf_opts_defaults(o);
 	se->progname = strdup(argc > 0 && argv[0] ? argv[0] : "ringfuse");
 	if (!se->progname)
 		return -ENOMEM;

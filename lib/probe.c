@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <liburing.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/sysinfo.h>
 #include <sys/utsname.h>
@@ -24,6 +25,52 @@ static int read_first_char(const char *path)
 	c = fgetc(f);
 	fclose(f);
 	return c;
+}
+
+unsigned int rf_cpu_list_count(const char *list)
+{
+	unsigned long count = 0;
+	const char *p = list;
+
+	for (;;) {
+		char *end;
+		unsigned long first = strtoul(p, &end, 10), last = first;
+
+		if (end == p)
+			return 0;
+		p = end;
+		if (*p == '-') {
+			last = strtoul(++p, &end, 10);
+			if (end == p || last < first)
+				return 0;
+			p = end;
+		}
+		count += last - first + 1;
+		if (count > 65536)
+			return 0;
+		if (*p != ',')
+			break;
+		p++;
+	}
+	return *p == '\0' || *p == '\n' ? (unsigned int)count : 0;
+}
+
+unsigned int rf_possible_cpus(void)
+{
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	char line[1024];
+	unsigned int n = 0;
+	int conf;
+
+	if (f) {
+		if (fgets(line, sizeof(line), f))
+			n = rf_cpu_list_count(line);
+		fclose(f);
+	}
+	if (n)
+		return n;
+	conf = get_nprocs_conf();
+	return conf > 0 ? (unsigned int)conf : 1;
 }
 
 void rf_probe_run(struct rf_probe *p)
@@ -43,7 +90,7 @@ void rf_probe_run(struct rf_probe *p)
 	p->ring_error = ret;
 	if (ret == 0)
 		io_uring_queue_exit(&ring);
-	p->possible_cpus = (unsigned int)get_nprocs_conf();
+	p->possible_cpus = rf_possible_cpus();
 	p->online_cpus = (unsigned int)get_nprocs();
 	if (uname(&u) == 0) {
 		size_t n = strnlen(u.release, sizeof(p->kernel) - 1);

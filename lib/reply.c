@@ -6,18 +6,23 @@
  * io-uring transport that is the ring entry's payload buffer, which also holds the request's
  * names and write data, so a reply overwrites its own arguments. That is why every encoder
  * first claims the request (ACTIVE -> REPLIED, atomically) and only then writes: a second,
- * buggy reply must not scribble over a buffer that may already carry the next request. A
- * refused second reply returns -EALREADY and is counted; RINGFUSE_ABORT_ON_MISUSE=1 in the
- * environment turns such misuse into an abort() for debugging.
+ * buggy reply must not scribble over a buffer that may already carry the next request. The
+ * claim also checks the handle's generation (ringfuse_i.h, "Request identity"), so a late
+ * reply through a handle whose slot has moved on to a new request is refused as well, and it
+ * refuses while the request's backend I/O is in flight (-EBUSY), whose completion still
+ * belongs to this request. A refused second or stale reply returns -EALREADY and is counted;
+ * RINGFUSE_ABORT_ON_MISUSE=1 in the environment turns such misuse into an abort() for
+ * debugging.
  *
  * A body that does not fit the reply area is not truncated: the kernel gets EIO and the
- * caller -ERANGE. Counters touched here may be updated from any thread (deferred replies),
- * hence rf_stat_add().
+ * caller -ERANGE. Replies are counted by the transports (on the thread that owns the queue);
+ * refused ones here, in the shared half of the counters, since any thread may make them.
  *
  * Also here: the request accessors, and rf_req_begin() which opens a request's life.
  */
 #include "ringfuse_i.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,11 +32,15 @@
 /* The kernel rejects replies with error <= -ERESTARTSYS (512). */
 #define RF_MAX_ERRNO 511
 
-void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih)
+rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih)
 {
+	assert(((uintptr_t)req & RF_REQ_TAG_MASK) == 0); /* RF_REQ_ALIGNED */
+	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
+	uint32_t next = (((life >> RF_LIFE_GEN_SHIFT) + 1) << RF_LIFE_GEN_SHIFT) | RF_REQ_ACTIVE;
+
 	req->se = se;
 	req->opcode = ih->opcode;
-	req->unique = ih->unique;
+	__atomic_store_n(&req->unique, ih->unique, __ATOMIC_RELAXED);
 	req->nodeid = ih->nodeid;
 	req->ctx.uid = ih->uid;
 	req->ctx.gid = ih->gid;
@@ -39,45 +48,68 @@ void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih)
 	req->ctx.umask = 0;
 	if (!req->stats)
 		req->stats = &se->dev_stats;
-	rf_stat_add(req->stats->requests, 1);
+	rf_stat_inc(req->stats->own.requests, 1);
 	if (ih->opcode < RF_STATS_OPCODES)
-		rf_stat_add(req->stats->by_opcode[ih->opcode], 1);
+		rf_stat_inc(req->stats->own.by_opcode[ih->opcode], 1);
 	req->t_start_ns = rf_now_ns();
 	req->io_inline = false;
-	/* interrupted_unique is left alone: it only ever matches the unique it was set for,
-	 * and an interrupt that raced ahead of this request must not be forgotten. */
-	atomic_store_explicit(&req->state, RF_REQ_ACTIVE, memory_order_release);
+	/* interrupted_unique is left alone: it only ever matches the unique it was set for. */
+	atomic_store_explicit(&req->life, next, memory_order_release);
+	return (rf_req *)((uintptr_t)req | rf_life_tag(next));
 }
 
 /* ---- accessors ---- */
 
-const struct rf_ctx *rf_req_ctx(const rf_req *req)
+/* What rf_req_ctx() gives for a stale handle: nobody, who may create nothing. */
+static const struct rf_ctx stale_ctx = {.uid = (uid_t)-1, .gid = (gid_t)-1, .umask = 0777};
+
+const struct rf_ctx *rf_req_ctx(const rf_req *h)
 {
-	return &req->ctx;
+	rf_req *req = rf_req_of(h);
+
+	return req ? &req->ctx : &stale_ctx;
 }
 
-void *rf_req_userdata(const rf_req *req)
+/* The session and queue of a request object never change: no generation check needed. */
+void *rf_req_userdata(const rf_req *h)
 {
-	return req->se->userdata;
+	rf_req *req = rf_req_untag(h);
+
+	return req && req->se ? req->se->userdata : NULL;
 }
 
-rf_session *rf_req_session(const rf_req *req)
+rf_session *rf_req_session(const rf_req *h)
 {
-	return req->se;
+	rf_req *req = rf_req_untag(h);
+
+	return req ? req->se : NULL;
 }
 
-unsigned int rf_req_queue(const rf_req *req)
+unsigned int rf_req_queue(const rf_req *h)
 {
-	return req->queue;
+	rf_req *req = rf_req_untag(h);
+
+	return req ? req->queue : 0;
 }
 
-int rf_req_interrupted(const rf_req *req)
+uint64_t rf_req_unique(const rf_req *h)
 {
-	return atomic_load_explicit(&req->interrupted_unique, memory_order_relaxed) == req->unique;
+	rf_req *req = rf_req_of(h);
+
+	return req ? req->unique : 0;
 }
 
-int rf_req_getgroups(const rf_req *req, int size, gid_t list[])
+int rf_req_interrupted(const rf_req *h)
 {
+	rf_req *req = rf_req_of(h);
+
+	return req &&
+	       atomic_load_explicit(&req->interrupted_unique, memory_order_relaxed) == req->unique;
+}
+
+int rf_req_getgroups(const rf_req *h, int size, gid_t list[])
+{
+	rf_req *req = rf_req_of(h);
 	static const char key[] = "Groups:";
 	char path[64];
 	char *line = NULL;
@@ -85,6 +117,8 @@ int rf_req_getgroups(const rf_req *req, int size, gid_t list[])
 	int count = -EIO;
 	FILE *f;
 
+	if (!req)
+		return -EINVAL;
 	snprintf(path, sizeof(path), "/proc/%u/task/%u/status", (unsigned int)req->ctx.pid,
 		 (unsigned int)req->ctx.pid);
 	f = fopen(path, "re");
@@ -124,20 +158,56 @@ static void misuse(void)
 		abort();
 }
 
-/* Take ownership of the reply. Fails for a request that was already answered. */
-static bool claim(rf_req *req)
+/*
+ * Take ownership of the reply of the request h names: its object, or NULL with *err set.
+ * -EALREADY: answered already, or h is stale (its object serves another request now); counted
+ * as a duplicate and logged once. -EBUSY: the request's backend I/O is still in flight.
+ */
+static rf_req *claim(const rf_req *h, int *err)
 {
-	uint32_t expected = RF_REQ_ACTIVE;
+	rf_req *req = rf_req_untag(h);
+	uintptr_t tag = (uintptr_t)h & RF_REQ_TAG_MASK;
+	uint32_t life;
 
-	if (atomic_compare_exchange_strong(&req->state, &expected, RF_REQ_REPLIED))
-		return true;
-	if (req->stats)
-		rf_stat_add(req->stats->dup_replies, 1);
-	rf_log_once(RF_LOG_WARN,
-		    "ringfuse: a request was answered twice (or after it ended); the extra reply "
-		    "was refused");
-	misuse();
-	return false;
+	if (!req) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	life = atomic_load_explicit(&req->life, memory_order_relaxed);
+	do {
+		if (rf_life_tag(life) != tag || rf_life_state(life) != RF_REQ_ACTIVE) {
+			if (req->stats)
+				rf_stat_add_shared(req->stats->shared.dup_replies, 1);
+			rf_log_once(
+				RF_LOG_WARN,
+				"ringfuse: a request was answered twice, or after its slot moved "
+				"on to a new request (a stale rf_req); the extra reply was "
+				"refused");
+			misuse();
+			*err = -EALREADY;
+			return NULL;
+		}
+		if (life & RF_LIFE_IO) {
+			rf_log_once(
+				RF_LOG_WARN,
+				"ringfuse: a reply while the request's backend I/O (rf_io_*) is "
+				"in flight was refused; answer from its callback");
+			misuse();
+			*err = -EBUSY;
+			return NULL;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(
+		&req->life, &life, (life & ~RF_LIFE_STATE) | RF_REQ_REPLIED, memory_order_acq_rel,
+		memory_order_relaxed));
+	return req;
+}
+
+/* The request h names while it is unanswered, else NULL. */
+static rf_req *live(const rf_req *h)
+{
+	rf_req *req = rf_req_of(h);
+
+	return req && rf_req_state(req) == RF_REQ_ACTIVE ? req : NULL;
 }
 
 static bool no_reply_op(uint32_t opcode)
@@ -146,24 +216,19 @@ static bool no_reply_op(uint32_t opcode)
 	       opcode == FUSE_NOTIFY_REPLY;
 }
 
-/* Hand a claimed request to its transport. req must not be touched afterwards. */
+/* Hand a claimed request to its transport, which counts it. req must not be touched
+ * afterwards. */
 static int send_claimed(rf_req *req, int error, size_t len)
 {
 	rf_session *se = req->se;
-	struct rf_queue_stats *st = req->stats;
 
-	/* An INTERRUPT is answered only to ask for it again (EAGAIN); otherwise it, like the
-	 * other no-reply opcodes, is just finished: the kernel would reject an answer. */
-	if (no_reply_op(req->opcode) && !(req->opcode == FUSE_INTERRUPT && error == -EAGAIN)) {
+	/* The kernel rejects any answer to these: they are just finished. */
+	if (no_reply_op(req->opcode)) {
 		if (se && se->opts.debug)
 			rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " (no reply)", req->unique);
 		req->rops->drop(req);
 		return 0;
 	}
-	rf_stat_add(st->commits, 1);
-	if (error)
-		rf_stat_add(st->errors, 1);
-	rf_stat_add(st->bytes_out, len);
 	if (se && se->opts.debug) {
 		if (error)
 			rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " error %d (%s)", req->unique,
@@ -175,10 +240,13 @@ static int send_claimed(rf_req *req, int error, size_t len)
 	return req->rops->send(req, error, len);
 }
 
-int rf_reply_finish(rf_req *req, int error, size_t len)
+int rf_reply_finish(rf_req *h, int error, size_t len)
 {
-	if (!claim(req))
-		return -EALREADY;
+	int err;
+	rf_req *req = claim(h, &err);
+
+	if (!req)
+		return err;
 	if (len > req->out_cap) {
 		rf_log_once(RF_LOG_WARN,
 			    "ringfuse: reply of %zu bytes does not fit the %zu byte "
@@ -203,19 +271,47 @@ static bool fits(rf_req *req, size_t len)
 	return false;
 }
 
-void rf_reply_none(rf_req *req)
+void rf_req_drop(rf_req *h)
 {
-	rf_session *se = req->se;
+	int err;
+	rf_req *req = claim(h, &err);
+	rf_session *se;
 
-	if (!claim(req))
+	if (!req)
 		return;
+	se = req->se;
 	if (se && se->opts.debug)
 		rf_log(RF_LOG_DEBUG, "ringfuse: -> #%" PRIu64 " (no reply)", req->unique);
 	req->rops->drop(req);
 }
 
-int rf_reply_err(rf_req *req, int err)
+void rf_reply_none(rf_req *h)
 {
+	rf_req *req = rf_req_of(h);
+	int err;
+
+	/* The kernel waits for an answer to everything else: dropping it would hang the caller
+	 * (on /dev/fuse) or hand the kernel an empty success it did not ask for (io-uring). */
+	if (req && !no_reply_op(req->opcode)) {
+		req = claim(h, &err);
+		if (!req)
+			return;
+		rf_log_once(RF_LOG_WARN,
+			    "ringfuse: rf_reply_none() on a %s request, which takes a reply; "
+			    "answering EIO",
+			    rf_opcode_name(req->opcode));
+		misuse();
+		send_claimed(req, -EIO, 0);
+		return;
+	}
+	rf_req_drop(h);
+}
+
+int rf_reply_err(rf_req *h, int err)
+{
+	rf_req *req;
+	int ret;
+
 	if (err < 0 || err > RF_MAX_ERRNO) {
 		rf_log_once(
 			RF_LOG_WARN,
@@ -224,8 +320,9 @@ int rf_reply_err(rf_req *req, int err)
 		misuse();
 		err = EIO;
 	}
-	if (!claim(req))
-		return -EALREADY;
+	req = claim(h, &ret);
+	if (!req)
+		return ret;
 	return send_claimed(req, -err, 0);
 }
 
@@ -311,10 +408,13 @@ static void fill_open(struct fuse_open_out *oo, const struct rf_file_info *fi)
 }
 
 /* Copy a fixed-size body into the reply area (which need not be aligned) and send it. */
-static int reply_struct(rf_req *req, const void *body, size_t len)
+static int reply_struct(rf_req *h, const void *body, size_t len)
 {
-	if (!claim(req))
-		return -EALREADY;
+	int err;
+	rf_req *req = claim(h, &err);
+
+	if (!req)
+		return err;
 	if (!fits(req, len))
 		return -ERANGE;
 	memcpy(req->out, body, len);
@@ -367,31 +467,38 @@ int rf_reply_open(rf_req *req, const struct rf_file_info *fi)
 	return reply_struct(req, &oo, sizeof(oo));
 }
 
-int rf_reply_write(rf_req *req, size_t count)
+int rf_reply_write(rf_req *h, size_t count)
 {
-	if (req->opcode == FUSE_COPY_FILE_RANGE_64) {
+	rf_req *req = rf_req_of(h);
+	int err;
+
+	if (req && req->opcode == FUSE_COPY_FILE_RANGE_64) {
 		struct fuse_copy_file_range_out co = {.bytes_copied = count};
 
-		return reply_struct(req, &co, sizeof(co));
+		return reply_struct(h, &co, sizeof(co));
 	} else {
 		struct fuse_write_out wo = {.size = (uint32_t)count};
 
 		if (count > UINT32_MAX) {
-			if (!claim(req))
-				return -EALREADY;
+			req = claim(h, &err);
+			if (!req)
+				return err;
 			rf_log_once(RF_LOG_WARN, "ringfuse: write count %zu does not fit the reply",
 				    count);
 			send_claimed(req, -EIO, 0);
 			return -ERANGE;
 		}
-		return reply_struct(req, &wo, sizeof(wo));
+		return reply_struct(h, &wo, sizeof(wo));
 	}
 }
 
-int rf_reply_buf(rf_req *req, const void *buf, size_t size)
+int rf_reply_buf(rf_req *h, const void *buf, size_t size)
 {
-	if (!claim(req))
-		return -EALREADY;
+	int err;
+	rf_req *req = claim(h, &err);
+
+	if (!req)
+		return err;
 	if (!fits(req, size))
 		return -ERANGE;
 	/* buf may point into the reply area itself (zero-copy helpers, in-place names). */
@@ -400,16 +507,18 @@ int rf_reply_buf(rf_req *req, const void *buf, size_t size)
 	return send_claimed(req, 0, size);
 }
 
-void *rf_reply_payload(rf_req *req, size_t *cap)
+void *rf_reply_payload(rf_req *h, size_t *cap)
 {
+	rf_req *req = live(h);
+
 	if (cap)
-		*cap = req->out_cap;
-	return req->out;
+		*cap = req ? req->out_cap : 0;
+	return req ? req->out : NULL;
 }
 
-int rf_reply_data(rf_req *req, size_t size)
+int rf_reply_data(rf_req *h, size_t size)
 {
-	return rf_reply_finish(req, 0, size);
+	return rf_reply_finish(h, 0, size);
 }
 
 int rf_reply_statfs(rf_req *req, const struct statvfs *st)
@@ -428,18 +537,21 @@ int rf_reply_statfs(rf_req *req, const struct statvfs *st)
 	return reply_struct(req, &so, sizeof(so));
 }
 
-int rf_reply_xattr(rf_req *req, size_t count)
+int rf_reply_xattr(rf_req *h, size_t count)
 {
 	struct fuse_getxattr_out xo = {.size = (uint32_t)count};
+	rf_req *req;
+	int err;
 
 	if (count > UINT32_MAX) {
-		if (!claim(req))
-			return -EALREADY;
+		req = claim(h, &err);
+		if (!req)
+			return err;
 		rf_log_once(RF_LOG_WARN, "ringfuse: xattr size %zu does not fit the reply", count);
 		send_claimed(req, -EIO, 0);
 		return -ERANGE;
 	}
-	return reply_struct(req, &xo, sizeof(xo));
+	return reply_struct(h, &xo, sizeof(xo));
 }
 
 int rf_reply_lseek(rf_req *req, off_t off)
@@ -451,7 +563,16 @@ int rf_reply_lseek(rf_req *req, off_t off)
 
 /* ---- directory listings ---- */
 
-size_t rf_add_direntry(rf_req *req, char *buf, size_t bufsize, const char *name,
+/*
+ * buf is usually the reply area of h: once h is stale that belongs to another request, so
+ * nothing is written (SIZE_MAX: "does not fit"). A NULL h only sizes or fills buf.
+ */
+static bool direntry_refused(const rf_req *h)
+{
+	return h && !live(h);
+}
+
+size_t rf_add_direntry(rf_req *h, char *buf, size_t bufsize, const char *name,
 		       const struct stat *st, off_t off)
 {
 	size_t namelen = strlen(name);
@@ -459,7 +580,8 @@ size_t rf_add_direntry(rf_req *req, char *buf, size_t bufsize, const char *name,
 	size_t entsize = FUSE_DIRENT_ALIGN(entlen);
 	struct fuse_dirent d;
 
-	(void)req;
+	if (direntry_refused(h))
+		return SIZE_MAX;
 	if (!buf || entsize > bufsize)
 		return entsize;
 	memset(&d, 0, sizeof(d));
@@ -473,7 +595,7 @@ size_t rf_add_direntry(rf_req *req, char *buf, size_t bufsize, const char *name,
 	return entsize;
 }
 
-size_t rf_add_direntry_plus(rf_req *req, char *buf, size_t bufsize, const char *name,
+size_t rf_add_direntry_plus(rf_req *h, char *buf, size_t bufsize, const char *name,
 			    const struct rf_entry_param *e, off_t off)
 {
 	size_t namelen = strlen(name);
@@ -482,7 +604,8 @@ size_t rf_add_direntry_plus(rf_req *req, char *buf, size_t bufsize, const char *
 	struct fuse_entry_out eo;
 	struct fuse_dirent d;
 
-	(void)req;
+	if (direntry_refused(h))
+		return SIZE_MAX;
 	if (!buf || entsize > bufsize)
 		return entsize;
 	fill_entry(&eo, e);

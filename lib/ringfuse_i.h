@@ -21,7 +21,9 @@
 
 #define RF_MAX_QUEUES	     256
 #define RF_DEFAULT_MAX_WRITE (1024 * 1024)
-#define RF_PAGE_SIZE	     4096
+/* The system's page size (sysconf, read once): the kernel sizes requests in its pages. */
+size_t rf_page_size(void);
+#define RF_PAGE_SIZE rf_page_size()
 
 /* How a request's reply leaves the process; one table per transport channel. */
 struct rf_reply_ops {
@@ -38,6 +40,15 @@ struct rf_reply_ops {
 	 * On completion the transport calls rf_io_complete(req, res) on the queue thread.
 	 */
 	int (*io_submit)(rf_req *req);
+};
+
+/* The counters of one queue (see rf_stat_inc): own, written by the queue's thread; shared, by
+ * any thread with atomic adds. Readers add both. The cache line where the halves meet holds
+ * only own's last counters and shared's first ones (requests, by_opcode), which nobody but the
+ * owner writes: no false sharing. */
+struct rf_qstats {
+	struct rf_queue_stats own;
+	struct rf_queue_stats shared;
 };
 
 /* One backend operation of a request (rf_io_*), stored in the request: no allocation. */
@@ -58,43 +69,129 @@ struct rf_io {
 	/* whole-request helpers keep their progress here */
 	size_t done;
 	size_t want;
+	unsigned int again; /* EAGAIN/EINTR results in a row, bounded */
 };
 
-/* Life of a request object. Transitions are atomic: a second reply loses the race. */
+/*
+ * Request identity. A request object (one per ring entry or read slot) carries one request
+ * after another, and a filesystem may keep its rf_req * past the reply by mistake (a duplicate
+ * or late answer). So the rf_req * a filesystem holds is a handle: the object's address (the
+ * object is aligned to RF_REQ_ALIGN) with the low bits of the object's generation in the bits
+ * the alignment leaves free. Every public function that takes an rf_req * checks the handle
+ * against the object's current generation (rf_req_of(): an AND, a load and a compare) and
+ * refuses a stale one; internal code passes real pointers. The tag holds 12 bits: a stale
+ * handle is recognised unless its object served exactly a multiple of 4096 requests since.
+ * Plain address bits, so it works the same on 32-bit systems.
+ *
+ * Every rf_req is declared RF_REQ_ALIGNED (a slot struct's first member, a stand-in on the
+ * stack), so the slot's own fields follow the rf_req on the same page instead of after a
+ * page of padding; rf_session_register_reqs() refuses a misaligned table.
+ */
+#define RF_REQ_ALIGN	4096
+#define RF_REQ_ALIGNED	_Alignas(RF_REQ_ALIGN)
+#define RF_REQ_TAG_MASK ((uintptr_t)RF_REQ_ALIGN - 1)
+
+/* Life of a request object: the low bits of rf_req.life. */
 enum rf_req_state {
 	RF_REQ_FREE = 0, /* slot holds no request */
 	RF_REQ_ACTIVE,	 /* decoded, owned by a handler until it replies */
 	RF_REQ_REPLIED,	 /* reply handed to the transport; slot may be reused after send */
 };
+/*
+ * rf_req.life = generation << RF_LIFE_GEN_SHIFT | RF_LIFE_IO | state, one atomic word so that
+ * claiming a reply (ACTIVE -> REPLIED) checks generation, state and I/O in one CAS: a stale
+ * or second reply, or a reply while the request's backend I/O is in flight, cannot win.
+ */
+#define RF_LIFE_STATE	  3u
+#define RF_LIFE_IO	  4u /* a backend operation (rf_io_*) of the request is in flight */
+#define RF_LIFE_GEN_SHIFT 3
 
 struct rf_req {
+	/* Generation, I/O bit and state; the generation changes when a request begins. */
+	_Atomic uint32_t life;
+	uint32_t opcode;
 	rf_session *se;
 	const struct rf_reply_ops *rops;
 	void *chan;	    /* transport-private: the ring entry or read slot holding this */
 	unsigned int queue; /* index reported by rf_req_queue() */
-	uint32_t opcode;
+	/* Written with an atomic store when the request begins: the interrupt scanner reads it
+	 * from another thread. */
 	uint64_t unique;
 	uint64_t nodeid;
 	struct rf_ctx ctx;
 	char *out; /* reply body area, out_cap bytes, owned by the request */
 	size_t out_cap;
-	_Atomic uint32_t state;		     /* enum rf_req_state */
 	_Atomic uint64_t interrupted_unique; /* == unique once FUSE_INTERRUPT named this req */
-	struct rf_queue_stats *stats;	     /* counters of the queue that received it */
+	struct rf_qstats *stats;	     /* counters of the queue that received it */
 	uint64_t t_start_ns;
 	bool io_inline;	 /* rf_io_inline(): backend I/O runs on the calling thread */
 	rf_req *next;	 /* transport-private list link (deferred replies) */
 	struct rf_io io; /* the backend operation in flight, if any */
 };
 
-/* The transport behind a session, chosen after FUSE_INIT. */
+static inline uint32_t rf_life_state(uint32_t life)
+{
+	return life & RF_LIFE_STATE;
+}
+
+static inline uintptr_t rf_life_tag(uint32_t life)
+{
+	return (uintptr_t)(life >> RF_LIFE_GEN_SHIFT) & RF_REQ_TAG_MASK;
+}
+
+/* State of a request object (enum rf_req_state), for its transport. */
+static inline uint32_t rf_req_state(rf_req *req)
+{
+	return rf_life_state(atomic_load_explicit(&req->life, memory_order_acquire));
+}
+
+/* The object is free for the next request (its transport, on the owning thread). */
+static inline void rf_req_set_free(rf_req *req)
+{
+	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
+
+	atomic_store_explicit(&req->life, life & ~(RF_LIFE_STATE | RF_LIFE_IO),
+			      memory_order_release);
+}
+
+/* The handle filesystems hold for the request now in req. */
+static inline rf_req *rf_req_handle(rf_req *req)
+{
+	uint32_t life = atomic_load_explicit(&req->life, memory_order_relaxed);
+
+	return (rf_req *)((uintptr_t)req | rf_life_tag(life));
+}
+
+/* The object behind a handle, whatever its generation. */
+static inline rf_req *rf_req_untag(const rf_req *h)
+{
+	return (rf_req *)((uintptr_t)h & ~RF_REQ_TAG_MASK);
+}
+
+/* The object behind a handle if the handle names its current request, else NULL. */
+static inline rf_req *rf_req_of(const rf_req *h)
+{
+	rf_req *req = rf_req_untag(h);
+
+	if (!req || rf_life_tag(atomic_load_explicit(&req->life, memory_order_relaxed)) !=
+			    ((uintptr_t)h & RF_REQ_TAG_MASK))
+		return NULL;
+	return req;
+}
+
+/* The transport behind a session, chosen after FUSE_INIT. How a session ends, and what each
+ * step must guarantee, is written down in lib/transport/README.md. */
 struct rf_transport {
 	const char *name;
 	/* Start serving after the INIT reply was written. Returns 0 or -errno. */
 	int (*start)(rf_session *se);
-	/* Ask every queue thread to finish (connection ending). Idempotent, any thread. */
+	/* Clean stop, connection still alive: deliver what exists (replies made or still owed,
+	 * backend I/O in flight) until deadline_ns (CLOCK_MONOTONIC). Session thread. */
+	void (*drain)(rf_session *se, uint64_t deadline_ns);
+	/* Ask every queue thread to finish. Idempotent, any thread. */
 	void (*stop)(rf_session *se);
-	/* Join threads and free everything start() created. */
+	/* Join threads and free everything start() created; afterwards none of the transport's
+	 * threads uses /dev/fuse, and its own fds are closed or retired. */
 	void (*destroy)(rf_session *se);
 };
 
@@ -110,9 +207,11 @@ struct rf_opts {
 	bool uring_pin;
 	bool uring_spread;	  /* a pinned queue under load may run on every CPU */
 	bool uring_defer_taskrun; /* IORING_SETUP_DEFER_TASKRUN on queue rings */
+	bool auto_unmount;	  /* fusermount3 unmounts when the daemon dies */
 	char *fsname, *subtype;
 	uint32_t max_write;	 /* 0: library default */
 	uint32_t max_background; /* 0: sized from queues x depth */
+	uint32_t max_read;	 /* 0: no limit; else passed to the kernel at mount */
 	enum rf_transport_choice transport;
 	unsigned int uring_depth; /* entries per queue */
 	unsigned int uring_spin_us;
@@ -122,6 +221,7 @@ struct rf_opts {
 	uint64_t uring_payload_max;   /* bound on registered payload bytes; 0: none */
 	unsigned int uring_trim_ms;   /* idle entries give their payload back; 0: never */
 	unsigned int threads;	   /* dev workers; 0: one per online CPU */
+	unsigned int drain_ms;	   /* clean stop: how long to wait for replies still owed */
 	char *extra;		   /* "-o" options the library did not consume, comma separated */
 	uint64_t queried_mask;	   /* bit i: the i-th extra option was asked for */
 	unsigned long mount_flags; /* MS_* for mount(2) */
@@ -129,6 +229,23 @@ struct rf_opts {
 	unsigned long flags_set, flags_clear;
 	bool ro_given; /* ro or rw was given */
 	bool remount;  /* -o remount: change the flags of the existing mount, serve nothing */
+};
+
+/* Interrupts waiting for their request to begin (interrupt.c). */
+#define RF_INTR_SETS	  16
+#define RF_INTR_WAYS	  4
+#define RF_INTR_FENCE_BIT (1u << 31) /* in npending: no membarrier, requests must fence */
+struct rf_intr_ent {
+	_Atomic uint64_t unique; /* 0: free */
+	_Atomic uint64_t t_ns;	 /* when it was stored */
+};
+struct rf_intr {
+	/* Read by every request as it begins; written only by interrupts (and the session sits
+	 * where nothing nearby is written per request). */
+	_Atomic unsigned int npending;
+	bool membarrier;      /* MEMBARRIER_CMD_PRIVATE_EXPEDITED is registered */
+	pthread_mutex_t lock; /* serialises interrupts that go pending */
+	struct rf_intr_ent ent[RF_INTR_SETS * RF_INTR_WAYS];
 };
 
 /* A set of request objects the interrupt scanner may look through. */
@@ -149,10 +266,14 @@ struct rf_session {
 	int fd; /* the session's /dev/fuse fd, -1 before mount */
 	bool mounted;
 	bool nonroot_mount; /* mounted through fusermount3: unmount the same way */
+	bool fusermount_watches; /* auto_unmount: a fusermount3 holds the other end of: */
+	int fusermount_sock;	 /* a socket kept open while we live; it unmounts at EOF */
+	pid_t fusermount_pid;
 	char mount_dev[64]; /* "major:minor" of our mount, to recognise it in mountinfo */
 	_Atomic unsigned int mount_flags; /* RF_MOUNT_* of our mount, following remounts */
 	pthread_t watch_thread;		  /* follows the mount table (mount_table.c) */
 	bool watching;
+	bool watch_wanted; /* rf_session_run() follows the mount table once INIT is answered */
 	int watch_wake; /* eventfd that ends the watch */
 	struct rf_conn_info conn;
 	bool uring_active; /* INIT agreed on FUSE_OVER_IO_URING */
@@ -163,20 +284,23 @@ struct rf_session {
 	void *tp_data;
 
 	_Atomic bool exiting;
-	_Atomic bool conn_gone;	  /* the kernel ended the connection (unmount, abort) */
-	_Atomic bool initialized; /* INIT answered */
-	bool uring_possible;	  /* the probe found io-uring usable for FUSE */
-	int exit_status;	  /* 0 or -errno returned by rf_session_run() */
+	_Atomic bool conn_gone;		    /* the kernel ended the connection (unmount, abort) */
+	_Atomic bool failed;		    /* ending on an error (rf_session_fail): no drain */
+	_Atomic uint64_t drain_deadline_ns; /* set when the stop begins; 0 before */
+	_Atomic bool initialized;	    /* INIT answered */
+	bool uring_possible;		    /* the probe found io-uring usable for FUSE */
+	_Atomic int exit_status;	    /* 0 or -errno returned by rf_session_run() */
 	pthread_t main_thread;
 	bool destroyed;	      /* ops.destroy ran */
 	pthread_mutex_t lock; /* guards the registries below (setup/teardown only) */
 
-	struct rf_queue_stats dev_stats; /* requests served by the main /dev/fuse reader */
-	struct rf_queue_stats *qstats[RF_MAX_QUEUES];
+	struct rf_qstats dev_stats; /* requests served by the main /dev/fuse reader */
+	struct rf_qstats *qstats[RF_MAX_QUEUES];
 	unsigned int nqueues;
-	struct rf_queue_stats *retired; /* counters of queues whose threads have ended */
-	struct rf_req_table tables[1024];
-	unsigned int ntables;
+	struct rf_qstats *retired;   /* counters of queues whose threads have ended */
+	struct rf_req_table *tables; /* grown as needed: transports add entries at run time */
+	size_t ntables, tables_cap;
+	struct rf_intr intr;
 };
 
 /* ---- dispatch.c: the single entry point from transports into the filesystem ---- */
@@ -203,41 +327,103 @@ int rf_init_negotiate(rf_session *se, const struct fuse_init_in *in, size_t in_l
 /* Called by the dispatcher once the INIT reply is on its way: starts the transport. */
 void rf_session_init_done(rf_session *se);
 
-/* ---- reply.c ---- */
+/* ---- reply.c ---- (h: a handle, as filesystems hold it; req: a real request object) */
 /* Common tail of every reply: state check, stats, trace, then req->rops->send(). */
-int rf_reply_finish(rf_req *req, int error, size_t len);
-/* Prepare a request object for a new message (state FREE -> ACTIVE). */
-void rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
+int rf_reply_finish(rf_req *h, int error, size_t len);
+/* Finish a request without an answer (opcodes that take none, messages too short to answer). */
+void rf_req_drop(rf_req *h);
+/* Prepare a request object for a new message (state FREE -> ACTIVE, a new generation);
+ * returns the handle for it. */
+rf_req *rf_req_begin(rf_req *req, rf_session *se, const struct fuse_in_header *ih);
 
 /* ---- aio.c ---- */
 /* Run req->io synchronously with plain syscalls; returns the result (>= 0 or -errno). */
 int rf_io_run_sync(struct rf_io *io);
-/* A transport saw req->io finish with res: run its callback. */
+/* A transport saw req->io finish with res: clear the I/O bit, run its callback. */
 void rf_io_complete(rf_req *req, int res);
 
 /* ---- session.c ---- */
-void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st);
+/* What every session has, mounted or in memory: set up after calloc, freed before free. */
+void rf_session_init_core(rf_session *se);
+void rf_session_free_core(rf_session *se);
+void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_qstats *st);
 /* A queue's thread is about to free its counters: keep a copy readable by the session. */
 void rf_session_retire_queue(rf_session *se, unsigned int idx);
-void rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride);
+/* Let the interrupt scanner see count request objects, stride bytes apart, from first on. Any
+ * number of tables, at any time; returns 0 or -ENOMEM. */
+int rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride);
 void rf_session_unregister_reqs(rf_session *se, rf_req *first);
-/* Mark the request with this unique as interrupted; returns it or NULL. */
-rf_req *rf_session_find_req(rf_session *se, uint64_t unique);
+
+/* ---- interrupt.c ---- */
+#if defined(__SANITIZE_THREAD__)
+/* gcc's ThreadSanitizer does not model fences (-Wtsan): a seq_cst read-modify-write stands
+ * in for it there (a full barrier on x86 all the same). */
+extern _Atomic unsigned int rf_fence_word;
+#define rf_full_fence() atomic_fetch_add_explicit(&rf_fence_word, 0, memory_order_seq_cst)
+#else
+#define rf_full_fence() atomic_thread_fence(memory_order_seq_cst)
+#endif
+/* Register for the barrier interrupts use (after any fork: it is per process image). */
+void rf_intr_setup(rf_session *se);
+/* FUSE_INTERRUPT for unique: marks the target if it is in a handler and returns its handle,
+ * to which ops.interrupt is due; else keeps the interrupt for when the target begins (and
+ * returns NULL). */
+rf_req *rf_session_interrupt(rf_session *se, uint64_t unique);
+/* Interrupts waiting for their request. */
+unsigned int rf_intr_pending(rf_session *se);
+bool rf_intr_take_slow(rf_session *se, rf_req *req);
+/*
+ * A request just began (rf_req_begin()): take an interrupt that overtook it. True when it
+ * did: req is marked and ops.interrupt is due. While none is pending this is a compiler
+ * barrier and one relaxed load (interrupt.c explains why that is enough).
+ */
+static inline bool rf_intr_take(rf_session *se, rf_req *req)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	if (__builtin_expect(atomic_load_explicit(&se->intr.npending, memory_order_relaxed), 0))
+		return rf_intr_take_slow(se, req);
+	return false;
+}
 /* The main thread's reader was interrupted by a signal: act on pending SIGUSR1. */
 void rf_session_poll_signals(rf_session *se);
 /* The connection is gone (ENODEV/ENOTCONN seen by any thread): begin shutdown. */
 void rf_session_conn_lost(rf_session *se);
+/* Something the session cannot do without failed (a queue died): log the line, end the
+ * session without a drain, exit status err (the first error wins). Any thread. */
+void rf_session_fail(rf_session *se, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* When the drain of a stop ends (fixed by the first caller): now + drain_ms on a clean stop,
+ * now when the connection is gone or the session failed. */
+uint64_t rf_session_drain_deadline(rf_session *se);
+/* Replace fd by /dev/null: the /dev/fuse file behind it is released (the last release
+ * aborts the connection), and the number stays taken, so a late writer cannot hit a file
+ * opened meanwhile. Close it once no thread can use it any more. */
+void rf_retire_fd(int fd);
 /* The classic read-dispatch-write loop on one /dev/fuse fd (shared by the dev transport and
  * the side channel of the io-uring transports). Returns when the connection ends or the
- * session exits. Allocates its own read buffers of se->dev_bufsize bytes. */
-int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_queue_stats *stats);
+ * session exits, after draining; *leaked: a handler still owes a reply, which it may write
+ * to fd at any time (keep the fd number from reuse). Allocates its own read buffers of
+ * se->dev_bufsize bytes. */
+int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats, bool *leaked);
 /* Write one message (header + body) to /dev/fuse; returns 0 or -errno. */
 int rf_dev_write(int fd, const struct iovec *iov, int iovcnt);
+/* The checks and sizing rf_session_run() does before mounting (mountpoint if set, transport
+ * availability, buffer sizes), for embedders that mount and serve in separate steps
+ * (lib/embed.c). Returns 0 or -errno. */
+int rf_session_prepare(rf_session *se);
+
+/* ---- stats.c ---- */
+/* Every counter of the session summed (for tests and the library's own checks). */
+struct rf_queue_stats rf_session_totals(rf_session *se);
 
 /* ---- opts.c ---- */
 /* Fill se->opts, mountpoint, source, progname. Returns 0, 1 (help/version printed, or a remount
  * done: nothing left to do) or -errno. */
 int rf_opts_parse(rf_session *se, int argc, char *argv[]);
+/* The option defaults rf_opts_parse() starts from. */
+void rf_opts_defaults(struct rf_opts *o);
+/* Parse one -o argument (comma separated); unknown options are kept in o->extra. */
+int rf_opts_parse_list(struct rf_opts *o, const char *list);
 /* -EINVAL (with a message) if an option was neither the library's nor asked for. */
 int rf_opts_check_unused(const rf_session *se);
 void rf_opts_free(struct rf_opts *o);
@@ -277,6 +463,14 @@ void rf_mount_flags_refresh(rf_session *se, bool announce);
 void rf_mount_watch_start(rf_session *se);
 void rf_mount_watch_stop(rf_session *se);
 
+/* ---- fault.c: fault injection for tests (RINGFUSE_FAULT, read once) ---- */
+struct rf_faults {
+	int uring_queue_fatal;	    /* queue index + 1 that fails at its first READ; 0: none */
+	unsigned int read_delay_ms; /* READs wait this long before dispatch */
+};
+extern struct rf_faults rf_faults;
+void rf_faults_init(void);
+
 /* ---- log.c ---- */
 void rf_log(enum rf_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Log a message once per call site (for things the kernel can make us see repeatedly). */
@@ -300,17 +494,44 @@ struct rf_probe {
 	char kernel[64];
 };
 void rf_probe_run(struct rf_probe *p);
+/* CPUs in a kernel CPU list such as "0-3,8-11" (8), or 0 if it does not parse. */
+unsigned int rf_cpu_list_count(const char *list);
+/* Possible CPUs as the kernel counts them (num_possible_cpus(): the CPUs in
+ * /sys/devices/system/cpu/possible, not the highest id + 1): its number of io-uring queues. */
+unsigned int rf_possible_cpus(void);
 /* 0 if io_uring can carry FUSE here; else -errno and a one-line reason in why. */
 int rf_probe_uring_usable(const struct rf_probe *p, char *why, size_t whylen);
 /* Try to set enable_uring=Y (root only); returns 0 or -errno. */
 int rf_probe_enable_uring(void);
 
 /*
- * Counters are written by the queue that owns them and, for deferred replies, by foreign
- * threads; a relaxed atomic add on a core-local line costs a few cycles and keeps readers exact.
+ * Counters. Each queue's are written by the thread that owns the queue only (rf_stat_inc: a
+ * relaxed load and store, no locked instruction on the request path; readers on other threads
+ * load them relaxed, so a snapshot is exact per counter). What other threads count, rare by
+ * design (duplicate replies; on the dev transport replies written by a thread that is not the
+ * reader), goes into the queue's shared half with an atomic add. Deferred replies of the
+ * io-uring transports are counted by the queue thread when it commits them.
  */
-#define rf_stat_add(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
-#define rf_stat_get(field)    __atomic_load_n(&(field), __ATOMIC_RELAXED)
+#define rf_stat_inc(field, n)                                                                   \
+	__atomic_store_n(&(field), __atomic_load_n(&(field), __ATOMIC_RELAXED) + (uint64_t)(n), \
+			 __ATOMIC_RELAXED)
+#define rf_stat_add_shared(field, n) __atomic_fetch_add(&(field), (uint64_t)(n), __ATOMIC_RELAXED)
+#define rf_stat_get(field)	     __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
+/* A reply that left the process: commits, errors and bytes_out of st (own or shared half). */
+static inline void rf_stat_reply(struct rf_queue_stats *st, int error, size_t len, bool owner)
+{
+	if (owner) {
+		rf_stat_inc(st->commits, 1);
+		rf_stat_inc(st->errors, error != 0);
+		rf_stat_inc(st->bytes_out, len);
+	} else {
+		rf_stat_add_shared(st->commits, 1);
+		if (error)
+			rf_stat_add_shared(st->errors, 1);
+		rf_stat_add_shared(st->bytes_out, len);
+	}
+}
 
 /* ---- time ---- */
 static inline uint64_t rf_now_ns(void)

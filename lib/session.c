@@ -5,15 +5,18 @@
  * The main thread always reads /dev/fuse. INIT arrives there; once it is answered the chosen
  * transport starts its own threads (io-uring queues, or more /dev/fuse workers) and the main
  * thread keeps serving what still comes over /dev/fuse. The session ends when the kernel says
- * the connection is gone (unmount, abort) or when rf_session_exit() is called (signals): then
- * the mount is detached, the transport stopped and joined, and the fd closed, in that order,
- * so no application sees a dead mount while the daemon could still answer it.
+ * the connection is gone (unmount, abort), when rf_session_exit() is called (signals), or
+ * when something it needs fails (rf_session_fail: a queue died). How it ends is the same for
+ * every transport (lib/transport/README.md): the mount is detached, a clean stop drains what
+ * is owed, the transport is stopped and joined, the connection is aborted, then ops.destroy
+ * runs.
  */
 #include "ringfuse_i.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +25,22 @@
 
 static rf_session *signal_session;
 static volatile sig_atomic_t stats_requested;
+
+void rf_session_init_core(rf_session *se)
+{
+	se->fd = -1;
+	pthread_mutex_init(&se->lock, NULL);
+	pthread_mutex_init(&se->intr.lock, NULL);
+	rf_intr_setup(se);
+}
+
+void rf_session_free_core(rf_session *se)
+{
+	free(se->retired);
+	free(se->tables);
+	pthread_mutex_destroy(&se->intr.lock);
+	pthread_mutex_destroy(&se->lock);
+}
 
 rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size,
 			   void *userdata)
@@ -33,8 +52,8 @@ rf_session *rf_session_new(int argc, char *argv[], const struct rf_ops *ops, siz
 		errno = ENOMEM;
 		return NULL;
 	}
-	se->fd = -1;
-	pthread_mutex_init(&se->lock, NULL);
+	rf_session_init_core(se);
+	rf_faults_init();
 	if (ops_size > sizeof(se->ops)) {
 		rf_log(RF_LOG_WARN, "ringfuse: the filesystem's ops table is newer than this "
 				    "library; unknown operations are ignored");
@@ -66,6 +85,11 @@ int rf_session_default_permissions(const rf_session *se)
 	return se->opts.default_permissions;
 }
 
+int rf_session_allow_other(const rf_session *se)
+{
+	return se->opts.allow_other;
+}
+
 const char *rf_session_transport(const rf_session *se)
 {
 	return se->tp ? se->tp->name : "none";
@@ -80,7 +104,7 @@ void rf_session_exit(rf_session *se)
 		pthread_kill(se->main_thread, SIGUSR2);
 }
 
-void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_queue_stats *st)
+void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_qstats *st)
 {
 	if (idx >= RF_MAX_QUEUES)
 		return;
@@ -109,50 +133,64 @@ void rf_session_retire_queue(rf_session *se, unsigned int idx)
 	pthread_mutex_unlock(&se->lock);
 }
 
-void rf_session_register_reqs(rf_session *se, rf_req *first, size_t count, size_t stride)
+size_t rf_page_size(void)
 {
-	pthread_mutex_lock(&se->lock);
-	if (se->ntables < sizeof(se->tables) / sizeof(se->tables[0]))
-		se->tables[se->ntables++] = (struct rf_req_table){first, count, stride};
-	else
-		rf_log_once(RF_LOG_WARN, "ringfuse: too many request tables; interrupts for "
-					 "some requests will be ignored");
-	pthread_mutex_unlock(&se->lock);
+	static _Atomic size_t cached;
+	size_t sz = atomic_load_explicit(&cached, memory_order_relaxed);
+
+	if (!sz) {
+		long v = sysconf(_SC_PAGESIZE);
+
+		sz = v > 0 ? (size_t)v : 4096;
+		atomic_store_explicit(&cached, sz, memory_order_relaxed);
+	}
+	return sz;
 }
 
-void rf_session_unregister_reqs(rf_session *se, rf_req *first)
+void rf_session_fail(rf_session *se, int err, const char *fmt, ...)
 {
-	pthread_mutex_lock(&se->lock);
-	for (unsigned int i = 0; i < se->ntables; i++) {
-		if (se->tables[i].first == first) {
-			se->tables[i] = se->tables[--se->ntables];
-			break;
-		}
-	}
-	pthread_mutex_unlock(&se->lock);
+	int none = 0;
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	rf_log(RF_LOG_ERR, "%s", msg);
+	atomic_compare_exchange_strong(&se->exit_status, &none, err < 0 ? err : -EIO);
+	atomic_store(&se->failed, true);
+	atomic_store(&se->exiting, true);
+	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
+		pthread_kill(se->main_thread, SIGUSR2);
 }
 
-/* Interrupts are rare: a scan of every request object beats a lock on the hot path. */
-rf_req *rf_session_find_req(rf_session *se, uint64_t unique)
+uint64_t rf_session_drain_deadline(rf_session *se)
 {
-	rf_req *found = NULL;
+	uint64_t d = atomic_load(&se->drain_deadline_ns), none = 0;
 
-	pthread_mutex_lock(&se->lock);
-	for (unsigned int t = 0; t < se->ntables && !found; t++) {
-		const struct rf_req_table *tb = &se->tables[t];
+	if (d)
+		return d;
+	/* Nothing to wait for once the kernel ended the connection or the session failed. */
+	d = rf_now_ns();
+	if (!atomic_load(&se->conn_gone) && !atomic_load(&se->failed))
+		d += (uint64_t)se->opts.drain_ms * 1000000ull;
+	return atomic_compare_exchange_strong(&se->drain_deadline_ns, &none, d) ? d : none;
+}
 
-		for (size_t i = 0; i < tb->count; i++) {
-			rf_req *r = (rf_req *)((char *)tb->first + i * tb->stride);
+void rf_retire_fd(int fd)
+{
+	int null;
 
-			if (atomic_load(&r->state) == RF_REQ_ACTIVE && r->unique == unique) {
-				atomic_store(&r->interrupted_unique, unique);
-				found = r;
-				break;
-			}
-		}
+	if (fd < 0)
+		return;
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0 || dup3(null, fd, O_CLOEXEC) < 0) {
+		/* No /dev/null to stand in: closing is the next best thing. */
+		rf_log(RF_LOG_WARN, "ringfuse: cannot retire fd %d: %s", fd, strerror(errno));
+		close(fd);
 	}
-	pthread_mutex_unlock(&se->lock);
-	return found;
+	if (null >= 0)
+		close(null);
 }
 
 void rf_session_conn_lost(rf_session *se)
@@ -169,6 +207,10 @@ void rf_session_init_done(rf_session *se)
 	int ret;
 
 	atomic_store(&se->initialized, true);
+	/* Started after init, like the transport's threads: it inherits what init set up for the
+	 * process's threads (e.g. capabilities a filesystem dropped). */
+	if (se->watch_wanted)
+		rf_mount_watch_start(se);
 	if (!se->tp || se->tp->start == NULL)
 		return;
 	rf_log(RF_LOG_INFO, "ringfuse: transport %s", se->tp->name);
@@ -351,8 +393,42 @@ static void compute_buffers(rf_session *se)
 		se->dev_bufsize = FUSE_MIN_READ_BUFFER;
 }
 
+/* Every way a session ends goes through here, in this order (lib/transport/README.md). */
+static void session_end(rf_session *se)
+{
+	bool clean = !atomic_load(&se->conn_gone) && !atomic_load(&se->failed);
+
+	/* Asked to stop while mounted, or the connection was aborted under a mount that is still
+	 * there: either way take the mount away, so nobody is left with a dead directory. The
+	 * mount is detached: open files still reach us through the connection. */
+	if (!atomic_load(&se->conn_gone) || rf_mount_still_there(se))
+		rf_unmount(se);
+	/* A clean stop first delivers what is owed: replies made, deferred, or waiting for
+	 * backend I/O, until the drain deadline. */
+	if (clean && se->tp && se->tp->drain)
+		se->tp->drain(se, rf_session_drain_deadline(se));
+	if (se->tp && se->tp->stop)
+		se->tp->stop(se);
+	if (se->tp && se->tp->destroy)
+		se->tp->destroy(se);
+	/* The connection ends here whatever the transport: se->fd holds the last reference to
+	 * the /dev/fuse file, so retiring it aborts the connection, and the kernel fails at
+	 * once whatever is still unanswered. The number stays (on /dev/null) until
+	 * rf_session_destroy(): notifications and late replies may still write to it. */
+	atomic_store(&se->conn_gone, true);
+	rf_retire_fd(se->fd);
+	if (!se->destroyed && se->ops.destroy && atomic_load(&se->initialized)) {
+		se->destroyed = true;
+		se->ops.destroy(se->userdata);
+	}
+	if (se->opts.stats)
+		print_stats(se);
+	restore_signals();
+}
+
 int rf_session_run(rf_session *se)
 {
+	bool leaked;
 	int ret;
 
 	ret = rf_opts_check_unused(se);
@@ -368,34 +444,22 @@ int rf_session_run(rf_session *se)
 	ret = rf_mount(se);
 	if (ret)
 		return ret;
-	if (!se->opts.foreground)
+	if (!se->opts.foreground) {
 		daemonize(se);
+		rf_intr_setup(se); /* the membarrier registration belongs to the parent's image */
+	}
 	se->main_thread = pthread_self();
 	install_signals(se);
-	rf_mount_watch_start(se);
+	se->watch_wanted = true;
 
-	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats);
-	if (ret < 0 && !se->exit_status)
-		se->exit_status = ret;
+	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats, &leaked);
 	rf_mount_watch_stop(se);
+	if (ret < 0) {
+		int none = 0;
 
-	/* Asked to stop while mounted, or the connection was aborted under a mount that is still
-	 * there: either way take the mount away, so nobody is left with a dead directory. */
-	if (!atomic_load(&se->conn_gone) || rf_mount_still_there(se))
-		rf_unmount(se);
-	if (se->tp && se->tp->stop)
-		se->tp->stop(se);
-	if (se->tp && se->tp->destroy)
-		se->tp->destroy(se);
-	if (!se->destroyed && se->ops.destroy && atomic_load(&se->initialized)) {
-		se->destroyed = true;
-		se->ops.destroy(se->userdata);
+		atomic_compare_exchange_strong(&se->exit_status, &none, ret);
 	}
-	if (se->opts.stats)
-		print_stats(se);
-	restore_signals();
-	close(se->fd);
-	se->fd = -1;
+	session_end(se);
 	return se->exit_status;
 }
 
@@ -406,11 +470,10 @@ void rf_session_destroy(rf_session *se)
 	if (se->fd >= 0)
 		close(se->fd);
 	rf_opts_free(&se->opts);
-	free(se->retired);
 	free(se->mountpoint);
 	free(se->source);
 	free(se->progname);
-	pthread_mutex_destroy(&se->lock);
+	rf_session_free_core(se);
 	free(se);
 }
 
@@ -424,4 +487,15 @@ int rf_main(int argc, char *argv[], const struct rf_ops *ops, size_t ops_size, v
 	ret = rf_session_run(se);
 	rf_session_destroy(se);
 	return ret ? 1 : 0;
+}
+
+int rf_session_prepare(rf_session *se)
+{
+	int ret = se->mountpoint ? check_mountpoint(se) : 0;
+
+	if (ret == 0)
+		ret = check_transport(se);
+	if (ret == 0)
+		compute_buffers(se);
+	return ret;
 }

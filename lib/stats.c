@@ -1,6 +1,7 @@
 /*
- * Statistics: every queue keeps its own counters (no sharing on the hot path); reading them
- * sums a snapshot. The printed form is one line per queue so tests and people can read it.
+ * Statistics: every queue keeps its own counters (no sharing on the hot path, see rf_stat_inc
+ * in ringfuse_i.h); reading them sums a snapshot. The printed form is one line per queue so tests
+ * and people can read it.
  */
 #include "ringfuse_i.h"
 
@@ -9,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static void add_stats(struct rf_queue_stats *dst, struct rf_queue_stats *src)
+static void add_one(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 {
 	dst->requests += rf_stat_get(src->requests);
 	for (int i = 0; i < RF_STATS_OPCODES; i++)
@@ -24,6 +25,12 @@ static void add_stats(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 	dst->dup_replies += rf_stat_get(src->dup_replies);
 	dst->deferred += rf_stat_get(src->deferred);
 	dst->spreads += rf_stat_get(src->spreads);
+}
+
+static void add_stats(struct rf_queue_stats *dst, struct rf_qstats *src)
+{
+	add_one(dst, &src->own);
+	add_one(dst, &src->shared);
 }
 
 int rf_session_stats(rf_session *se, struct rf_stats *out)
@@ -91,4 +98,18 @@ void rf_stats_print(const struct rf_stats *st, int fd)
 	}
 	print_line(fd, "total", &st->total);
 	print_opcodes(fd, &st->total);
+}
+
+struct rf_queue_stats rf_session_totals(rf_session *se)
+{
+	struct rf_queue_stats t;
+
+	memset(&t, 0, sizeof(t));
+	pthread_mutex_lock(&se->lock);
+	add_stats(&t, &se->dev_stats);
+	for (unsigned int q = 0; q < se->nqueues; q++)
+		if (se->qstats[q])
+			add_stats(&t, se->qstats[q]);
+	pthread_mutex_unlock(&se->lock);
+	return t;
 }

@@ -34,6 +34,42 @@ void mfs_getattr(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 	rf_reply_attr(req, &st, fs.attr_timeout);
 }
 
+/* Is t no later than a moment from now (the kernel's clock and ours may differ a little)? */
+static bool not_future(const struct timespec *t, const struct timespec *now)
+{
+	return t->tv_sec <= now->tv_sec + 1;
+}
+
+static bool near_now(const struct timespec *t, const struct timespec *now)
+{
+	return not_future(t, now) && t->tv_sec >= now->tv_sec - 2;
+}
+
+/*
+ * utimensat(2) for a caller who does not own n: only to the present, and only with the right
+ * to write. With the writeback cache the kernel keeps the times itself and sends them as
+ * explicit values with ctime, for a touch (the present) and when it writes back the time of
+ * the last write (the past, never the future): there an access time must be the present and
+ * the others must not lie ahead. n->lock held.
+ */
+static int times_allowed(rf_req *req, const struct node *n, const struct stat *attr, int to_set)
+{
+	bool atime = (to_set & RF_SET_ATTR_ATIME) && !(to_set & RF_SET_ATTR_ATIME_NOW);
+	bool mtime = (to_set & RF_SET_ATTR_MTIME) && !(to_set & RF_SET_ATTR_MTIME_NOW);
+	struct timespec now;
+
+	if (fs.writeback && (to_set & RF_SET_ATTR_CTIME)) {
+		ts_now(&now);
+		if ((atime && !near_now(&attr->st_atim, &now)) ||
+		    (mtime && !not_future(&attr->st_mtim, &now)) ||
+		    !not_future(&attr->st_ctim, &now))
+			return -EPERM;
+	} else if (atime || mtime) {
+		return -EPERM;
+	}
+	return perm_locked(req, n, W_OK) ? -EACCES : 0;
+}
+
 static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, int to_set,
 			  bool have_fh)
 {
@@ -80,18 +116,9 @@ static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, 
 			mode &= ~(mode_t)S_ISGID;
 		}
 	}
-	/* With the writeback cache the kernel keeps the times and sends them, with ctime, on
-	 * truncate and writeback too; it checked utimensat() itself. */
-	if ((to_set & times) && !(to_set & RF_SET_ATTR_CTIME)) {
-		bool explicit =
-			((to_set & RF_SET_ATTR_ATIME) && !(to_set & RF_SET_ATTR_ATIME_NOW)) ||
-			((to_set & RF_SET_ATTR_MTIME) && !(to_set & RF_SET_ATTR_MTIME_NOW));
-
-		if (explicit && !owner)
-			return -EPERM;
-		if (!owner && perm_locked(req, n, W_OK))
-			return -EACCES;
-	}
+	if (((to_set & times) || (to_set & RF_SET_ATTR_CTIME)) && !owner &&
+	    (err = times_allowed(req, n, attr, to_set)))
+		return err;
 
 	ts_now(&now);
 	if ((to_set & RF_SET_ATTR_SIZE) && (uint64_t)attr->st_size != n->size) {
@@ -107,10 +134,10 @@ static int setattr_locked(rf_req *req, struct node *n, const struct stat *attr, 
 		n->gid = gid;
 		n->ctime = now;
 		if (n->type != S_IFDIR && (!root || (to_set & RF_SET_ATTR_KILL_SUIDGID)))
-			kill_suidgid(n, &now);
+			kill_suidgid(req, n, &now);
 	}
 	if (to_set & RF_SET_ATTR_KILL_SUIDGID)
-		kill_suidgid(n, &now);
+		kill_suidgid(req, n, &now);
 	if (to_set & RF_SET_ATTR_ATIME_NOW)
 		n->atime = now;
 	else if (to_set & RF_SET_ATTR_ATIME)

@@ -9,6 +9,7 @@
  *   unlink PATH [delete|inval|nonotify]            remove a name
  *   rmdir PATH [delete|inval|nonotify]             remove an empty directory
  *   ping                                           does nothing
+ *   release                                        let lookups blocked by -o test_block go
  *
  * PATH is relative to the root of the filesystem, with %XX escapes for bytes that are spaces,
  * '%' or not printable. The last word says how the kernel hears of the change (the first one
@@ -216,6 +217,10 @@ static int run_line(char *line)
 		return cmd_remove(w, nw, true);
 	if (!strcmp(w[0], "ping"))
 		return nw == 1 ? 0 : -EINVAL;
+	if (!strcmp(w[0], "release") && nw == 1) {
+		hooks_release();
+		return 0;
+	}
 	return -EINVAL;
 }
 

@@ -24,17 +24,40 @@ uint64_t name_hash(const char *s, size_t len)
 	return h ^ (h >> 32);
 }
 
-struct dent *dent_alloc(const char *name, size_t len, uint64_t hash)
+/* What a name costs against the capacity: a user who may create names could otherwise fill
+ * the daemon's memory with links alone. */
+static uint64_t dent_cost(size_t len)
 {
-	struct dent *e = malloc(sizeof(*e) + len + 1);
+	return sizeof(struct dent) + len + 1;
+}
 
-	if (!e)
+/* A directory entry, charged to the capacity; NULL with *err set (-ENOSPC or -ENOMEM). */
+struct dent *dent_alloc(const char *name, size_t len, uint64_t hash, int *err)
+{
+	struct dent *e;
+
+	*err = space_charge(dent_cost(len));
+	if (*err)
 		return NULL;
+	e = malloc(sizeof(*e) + len + 1);
+	if (!e) {
+		space_release(dent_cost(len));
+		*err = -ENOMEM;
+		return NULL;
+	}
 	memset(e, 0, sizeof(*e));
 	e->hash = hash;
 	e->len = (uint16_t)len;
 	memcpy(e->name, name, len + 1);
 	return e;
+}
+
+void dent_free(struct dent *e)
+{
+	if (e) {
+		space_release(dent_cost(e->len));
+		free(e);
+	}
 }
 
 struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t hash)

@@ -120,11 +120,9 @@ static int make_node(rf_req *req, struct node *p, const char *name, mode_t type,
 	n = node_alloc(type, target, &err);
 	if (!n)
 		return err;
-	de = dent_alloc(name, len, hash);
-	if (!de) {
-		err = -ENOMEM;
+	de = dent_alloc(name, len, hash, &err);
+	if (!de)
 		goto fail_free;
-	}
 
 	wrlock(&d->lock);
 	if (d->removed) {
@@ -206,7 +204,7 @@ static int make_node(rf_req *req, struct node *p, const char *name, mode_t type,
 fail_unlock:
 	unlock(&d->lock);
 fail_free:
-	free(de);
+	dent_free(de);
 	node_free(n);
 	return err;
 }
@@ -369,11 +367,9 @@ void mfs_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname)
 		err = -ENAMETOOLONG;
 		goto out;
 	}
-	de = dent_alloc(newname, len, hash);
-	if (!de) {
-		err = -ENOMEM;
+	de = dent_alloc(newname, len, hash, &err);
+	if (!de)
 		goto out;
-	}
 	wrlock(&p->dir->lock);
 	if (p->dir->removed)
 		err = -ENOENT;
@@ -413,7 +409,7 @@ void mfs_link(rf_req *req, rf_ino ino, rf_ino newparent, const char *newname)
 	}
 	unlock(&p->dir->lock);
 out:
-	free(de);
+	dent_free(de);
 	if (n)
 		node_put(n);
 	if (p)
@@ -451,46 +447,44 @@ int remove_entry(rf_req *req, struct node *p, const char *name, bool isdir, uint
 	c = e->node;
 	if (child)
 		*child = c->ino;
-	if (isdir && c->type != S_IFDIR)
-		err = -ENOTDIR;
-	else if (!isdir && c->type == S_IFDIR)
-		err = -EISDIR;
-	if (err) {
-		unlock(&p->dir->lock);
-		return err;
-	}
-	if (isdir) {
-		/* Held to the end: no entry may appear in c once it was found empty. */
-		wrlock(&c->dir->lock);
-		if (c->dir->count)
-			err = -ENOTEMPTY;
-	}
 	rdlock(&c->lock);
 	cuid = c->uid;
 	unlock(&c->lock);
-
-	ts_now(&now);
-	wrlock(&p->lock);
-	if (!err && fs.perm_check)
+	/* In the order Linux checks: the directory's permission, the sticky bit, the type of the
+	 * victim, and last whether a directory is empty. */
+	rdlock(&p->lock);
+	if (fs.perm_check)
 		err = perm_locked(req, p, W_OK | X_OK);
 	if (!err && !sticky_ok(req, p->mode, p->uid, cuid))
 		err = -EPERM;
-	if (!err) {
-		p->mtime = p->ctime = now;
-		p->size -= DIRENT_BOGO;
-		if (isdir)
-			p->nlink--;
-	}
 	unlock(&p->lock);
-	if (err) {
-		if (isdir)
+	if (!err && isdir && c->type != S_IFDIR)
+		err = -ENOTDIR;
+	else if (!err && !isdir && c->type == S_IFDIR)
+		err = -EISDIR;
+	if (!err && isdir) {
+		/* Held to the end: no entry may appear in c once it was found empty. */
+		wrlock(&c->dir->lock);
+		if (c->dir->count) {
+			err = -ENOTEMPTY;
 			unlock(&c->dir->lock);
+		}
+	}
+	if (err) {
 		unlock(&p->dir->lock);
 		return err;
 	}
 
+	ts_now(&now);
+	wrlock(&p->lock);
+	p->mtime = p->ctime = now;
+	p->size -= DIRENT_BOGO;
+	if (isdir)
+		p->nlink--;
+	unlock(&p->lock);
+
 	dir_remove(p->dir, e);
-	free(e);
+	dent_free(e);
 	if (isdir) {
 		c->dir->removed = true;
 		unlock(&c->dir->lock);

@@ -41,7 +41,7 @@ int open_node(rf_req *req, struct node *n, struct rf_file_info *fi)
 		file_truncate(n, 0);
 		n->mtime = n->ctime = now;
 		if (rf_req_ctx(req)->uid != 0)
-			kill_suidgid(n, &now);
+			kill_suidgid(req, n, &now);
 		unlock(&n->lock);
 	}
 	node_ref(n, 1);
@@ -120,7 +120,7 @@ void mfs_write(rf_req *req, rf_ino ino, const char *buf, size_t size, off_t off,
 		ts_now(&now);
 		wrlock(&n->lock);
 		if (fi && (fi->write_flags & WRITE_KILL_SUIDGID))
-			kill_suidgid(n, &now);
+			kill_suidgid(req, n, &now);
 		err = file_write(n, buf, (uint64_t)off, size, &done);
 		if (done)
 			n->mtime = n->ctime = now;
@@ -198,6 +198,10 @@ void mfs_fallocate(rf_req *req, rf_ino ino, int mode, off_t offset, off_t length
 
 	ts_now(&now);
 	wrlock(&n->lock);
+	/* The kernel does not clear suid/sgid for an allocation; a local filesystem does, for a
+	 * caller without CAP_FSETID (approximated by a uid other than root's). */
+	if (rf_req_ctx(req)->uid != 0)
+		kill_suidgid(req, n, &now);
 	if (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))
 		file_punch(n, off, end);
 	if (!(mode & FALLOC_FL_PUNCH_HOLE))
@@ -282,8 +286,12 @@ void mfs_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in, struct rf_fil
 		if (po + part > dst->size)
 			dst->size = po + part;
 	}
-	if (done)
+	if (done) {
 		dst->mtime = dst->ctime = now;
+		/* Nor for a copy: as for fallocate. */
+		if (rf_req_ctx(req)->uid != 0)
+			kill_suidgid(req, dst, &now);
+	}
 	unlock(&src->lock);
 	if (src != dst)
 		unlock(&dst->lock);

@@ -176,17 +176,27 @@ struct node *node_alloc(mode_t type, const char *target, int *err)
 		pthread_rwlock_init(&n->dir->lock, &fs.rwattr);
 		n->dir->next_id = 3; /* 1 and 2 are the offsets after "." and ".." */
 	} else if (type == S_IFLNK) {
+		/* The target counts against the capacity, like a file's data. */
+		*err = space_charge(strlen(target) + 1);
+		if (*err)
+			goto fail_node;
 		n->target = strdup(target);
-		if (!n->target)
+		if (!n->target) {
+			space_release(strlen(target) + 1);
 			goto nomem_node;
+		}
 		n->size = strlen(target);
 	}
 	n->ino = atomic_fetch_add(&fs.next_ino, 1);
 	return n;
 
 nomem_node:
+	*err = -ENOMEM;
+fail_node:
 	pthread_rwlock_destroy(&n->lock);
 	free(n);
+	atomic_fetch_sub(&fs.ninodes, 1);
+	return NULL;
 nomem:
 	atomic_fetch_sub(&fs.ninodes, 1);
 	*err = -ENOMEM;
@@ -206,7 +216,7 @@ void node_free(struct node *n)
 		/* Only at exit can a directory still hold entries; the children are freed
 		 * through the table. */
 		for (uint64_t i = 0; i < d->nslots; i++)
-			free(d->slots[i].e);
+			dent_free(d->slots[i].e);
 		free(d->slots);
 		free(d->buckets);
 		pthread_rwlock_destroy(&d->lock);
@@ -214,9 +224,12 @@ void node_free(struct node *n)
 	}
 	for (x = n->xattrs; x; x = next) {
 		next = x->next;
-		free(x);
+		xattr_free(x);
 	}
-	free(n->target);
+	if (n->target) {
+		space_release(strlen(n->target) + 1);
+		free(n->target);
+	}
 	pthread_rwlock_destroy(&n->lock);
 	free(n);
 	atomic_fetch_sub(&fs.ninodes, 1);

@@ -1,6 +1,7 @@
 /*
- * ringfuse-memfs main(): reads the options, picks the operations table (deferred replies
- * and the threads log wrap it), sets up the control socket, and serves until unmounted.
+ * ringfuse-memfs main(): reads the options, picks the operations table (deferred replies, the
+ * test hooks and the threads log wrap it), sets up the control socket, and serves until
+ * unmounted.
  */
 #include "memfs.h"
 
@@ -16,9 +17,10 @@ int main(int argc, char *argv[])
 		fprintf(stderr, "memfs: out of memory\n");
 		return 1;
 	}
-	fs.perm_check = want_own_perm_checks(argc, argv);
 	if (want_defer(argc, argv))
 		defer_wrap(&ops);
+	if (want_test_hooks(argc, argv))
+		hooks_wrap(&ops);
 	if (threads_log)
 		threads_log_wrap(&ops);
 	se = rf_session_new(argc, argv, &ops, sizeof(ops), &fs);
@@ -30,7 +32,10 @@ int main(int argc, char *argv[])
 		fs_teardown();
 		return usage_error ? 1 : 0;
 	}
-	if (read_opts(se, &o) < 0 || root_create() < 0)
+	/* Whether the kernel checks permissions decides whether we must: the library's word on
+	 * it, as it parsed the command line ("--" and all). */
+	fs.perm_check = !rf_session_default_permissions(se);
+	if (read_opts(se, &o) < 0 || hooks_configure(se) < 0 || root_create() < 0)
 		goto out;
 	if (defer_configure(o.defer, o.delay_us, o.delay_ops) < 0) {
 		fprintf(stderr, "memfs: bad defer_delay_ops=%s\n", o.delay_ops);
@@ -44,6 +49,7 @@ int main(int argc, char *argv[])
 		}
 	}
 	ret = rf_session_run(se);
+	hooks_after_run();
 out:
 	defer_stop();
 	ctl_close();
@@ -53,5 +59,6 @@ out:
 	fs_teardown();
 	free(o.ctl);
 	free(o.delay_ops);
+	hooks_free();
 	return ret < 0 ? 1 : 0;
 }

@@ -20,6 +20,7 @@
  *   admin.c   those changes, and the notifications that tell the kernel about them
  *   defer.c   deferred replies (-o defer=N): every request answered from a thread pool
  *   defer_ops.c  the operations that hand requests to that pool
+ *   testhooks.c  deliberate misbehaviour for the library's tests (-o test_*)
  *
  * It behaves like tmpfs and is what the transport benchmarks run against, so requests for
  * different files share no lock and the data path is a table lookup (or none) plus memcpy:
@@ -262,7 +263,8 @@ int perm_vals(rf_req *req, mode_t type, mode_t mode, uid_t uid, gid_t gid, int m
 int perm_locked(rf_req *req, const struct node *n, int mask); /* n->lock held */
 int perm_node(rf_req *req, struct node *n, int mask);
 bool sticky_ok(rf_req *req, mode_t dir_mode, uid_t dir_uid, uid_t victim_uid);
-void kill_suidgid(struct node *n, const struct timespec *now); /* n->lock held for writing */
+/* n->lock held for writing */
+void kill_suidgid(rf_req *req, struct node *n, const struct timespec *now);
 
 /* ---- inode.c ---- */
 struct node *node_get(uint64_t ino); /* pinned, or NULL */
@@ -299,7 +301,8 @@ int64_t file_seek_hole(const struct node *n, uint64_t off);
 
 /* ---- dir.c (the table functions: dir->lock held) ---- */
 uint64_t name_hash(const char *s, size_t len);
-struct dent *dent_alloc(const char *name, size_t len, uint64_t hash);
+struct dent *dent_alloc(const char *name, size_t len, uint64_t hash, int *err);
+void dent_free(struct dent *e); /* NULL is fine */
 struct dent *dir_find(const struct dir *d, const char *name, size_t len, uint64_t hash);
 int dir_reserve(struct dir *d);
 void dir_insert(struct dir *d, struct dent *e);
@@ -355,6 +358,7 @@ void mfs_copy_file_range(rf_req *req, rf_ino ino_in, off_t off_in, struct rf_fil
 void mfs_lseek(rf_req *req, rf_ino ino, off_t off, int whence, struct rf_file_info *fi);
 
 /* ---- xattr.c ---- */
+void xattr_free(struct xattr *x); /* gives its cost back to the capacity */
 void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, size_t size,
 		  int flags);
 void mfs_getxattr(rf_req *req, rf_ino ino, const char *name, size_t size);
@@ -372,7 +376,6 @@ struct memfs_opts {
 	uint64_t delay_us;  /* hold deferred requests this long first */
 	char *delay_ops;    /* which ones (':'-separated op names), NULL: the default */
 };
-bool want_own_perm_checks(int argc, char *argv[]);
 bool want_defer(int argc, char *argv[]);
 bool want_threads_log(int argc, char *argv[]);
 bool asked_for_help(int argc, char *argv[]);
@@ -408,7 +411,19 @@ int defer_start(void);
 /* Answer everything still queued or held, and join the threads. */
 void defer_stop(void);
 
-/* ---- threads.c (-o threads_log) ---- */
+/* ---- testhooks.c (test-only) ---- */
+/* Whether a -o test_* option was given: then hooks_wrap() wraps the operations table. */
+bool want_test_hooks(int argc, char *argv[]);
+void hooks_wrap(struct rf_ops *ops);
+/* Read the test_* options (prints why and fails on bad ones). */
+int hooks_configure(rf_session *se);
+/* Let lookups blocked by test_block go on (the control socket's "release"). */
+void hooks_release(void);
+/* After rf_session_run(): test_linger_ms. */
+void hooks_after_run(void);
+void hooks_free(void);
+
+/* ---- threads.c (-o test_threads_log) ---- */
 /* Wrap every operation in ops to note the thread it runs on. */
 void threads_log_wrap(struct rf_ops *ops);
 /* Print the threads the callbacks ran on, and how many ran at once, to stderr. */

@@ -41,36 +41,6 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
-/* The library consumes default_permissions itself; whether the kernel checks permissions
- * decides whether we must, so look at the command line for the last word on it. */
-bool want_own_perm_checks(int argc, char *argv[])
-{
-	bool own = false;
-
-	for (int i = 1; i < argc; i++) {
-		const char *list;
-
-		if (!strcmp(argv[i], "-o") && i + 1 < argc)
-			list = argv[++i];
-		else if (!strncmp(argv[i], "-o", 2))
-			list = argv[i] + 2;
-		else
-			continue;
-		for (const char *p = list; *p;) {
-			size_t len = strcspn(p, ",");
-
-			if (len == 22 && !strncmp(p, "no_default_permissions", len))
-				own = true;
-			else if (len == 19 && !strncmp(p, "default_permissions", len))
-				own = false;
-			p += len;
-			if (*p == ',')
-				p++;
-		}
-	}
-	return own;
-}
-
 /* Whether -o defer=N with N > 0 was given: the operations table handed to the session
  * depends on it, so it is needed before the session exists. The last one counts. */
 bool want_defer(int argc, char *argv[])
@@ -99,7 +69,7 @@ bool want_defer(int argc, char *argv[])
 	return on;
 }
 
-/* Whether -o threads_log was given: like defer, it decides the operations table. */
+/* Whether -o test_threads_log was given: like defer, it decides the operations table. */
 bool want_threads_log(int argc, char *argv[])
 {
 	bool on = false;
@@ -116,7 +86,7 @@ bool want_threads_log(int argc, char *argv[])
 		for (const char *p = list; *p;) {
 			size_t len = strcspn(p, ",");
 
-			if (len == 11 && !strncmp(p, "threads_log", len))
+			if (len == 16 && !strncmp(p, "test_threads_log", len))
 				on = true;
 			p += len;
 			if (*p == ',')
@@ -152,8 +122,12 @@ void print_help(void)
 	       "    defer_delay_us=U       with defer: hold requests U microseconds first\n"
 	       "    defer_delay_ops=A:B:.. with defer_delay_us: only these operations (default\n"
 	       "                           all but release and releasedir)\n"
-	       "    threads_log            at exit, say which threads ran the callbacks and how\n"
-	       "                           many ran at once (a test hook)\n"
+	       "    test_block=NAME, test_stale_reply=NAME, test_reply_none=NAME,\n"
+	       "    test_linger_ms=N, test_log_interrupts\n"
+	       "                           misbehave on purpose, for the library's tests\n"
+	       "                           (see fs/memfs/testhooks.c)\n"
+	       "    test_threads_log       at exit, say which threads ran the callbacks and how\n"
+	       "                           many ran at once (see fs/memfs/threads.c)\n"
 	       "With no_default_permissions memfs checks permissions itself; entries are then\n"
 	       "not cached (unless cache= is given) so that every path walk reaches it.\n");
 }
@@ -192,9 +166,9 @@ static int read_test_opts(rf_session *se, struct memfs_opts *o)
 		}
 		o->delay_us = n;
 	}
-	v = rf_session_opt(se, "threads_log"); /* acted on in main() */
+	v = rf_session_opt(se, "test_threads_log"); /* acted on in main() */
 	if (v && *v) {
-		fprintf(stderr, "memfs: threads_log takes no value\n");
+		fprintf(stderr, "memfs: test_threads_log takes no value\n");
 		return -EINVAL;
 	}
 	v = rf_session_opt(se, "defer_delay_ops");

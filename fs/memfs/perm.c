@@ -5,26 +5,19 @@
  * no_default_permissions.
  */
 #include "memfs.h"
+#include "../common/caller.h"
 
+/* Supplementary groups only when /proc shows the request's own ids (fs/common/caller.c). */
 bool in_group(rf_req *req, gid_t gid)
 {
 	const struct rf_ctx *ctx = rf_req_ctx(req);
-	gid_t small[64], *list = small;
-	int n, size = 64;
+	gid_t small[64], *list;
+	int n;
 	bool found = false;
 
 	if (ctx->gid == gid)
 		return true;
-	n = rf_req_getgroups(req, size, list);
-	if (n > size) {
-		size = n;
-		list = malloc(sizeof(*list) * (size_t)size);
-		if (!list)
-			return false;
-		n = rf_req_getgroups(req, size, list);
-		if (n > size)
-			n = size;
-	}
+	n = caller_groups(ctx, small, 64, &list);
 	for (int i = 0; i < n; i++) {
 		if (list[i] == gid) {
 			found = true;
@@ -87,15 +80,17 @@ bool sticky_ok(rf_req *req, mode_t dir_mode, uid_t dir_uid, uid_t victim_uid)
 	return !(dir_mode & S_ISVTX) || uid == 0 || uid == dir_uid || uid == victim_uid;
 }
 
-/* Drop set-user-ID, and set-group-ID when it means "setgid" (group exec set), like the kernel
- * does on write, truncate and chown by the unprivileged. */
-void kill_suidgid(struct node *n, const struct timespec *now)
+/* Drop set-user-ID, and set-group-ID when it means "setgid" (group exec set) or the caller is
+ * outside the file's group and not root, as a local filesystem does on write, truncate and
+ * chown by a caller without CAP_FSETID. */
+void kill_suidgid(rf_req *req, struct node *n, const struct timespec *now)
 {
 	mode_t m = n->mode & ~(mode_t)S_ISUID;
 
 	if (n->type == S_IFDIR)
 		return;
-	if ((m & (S_ISGID | S_IXGRP)) == (S_ISGID | S_IXGRP))
+	if ((m & S_ISGID) &&
+	    ((m & S_IXGRP) || (req && rf_req_ctx(req)->uid != 0 && !in_group(req, n->gid))))
 		m &= ~(mode_t)S_ISGID;
 	if (m != n->mode) {
 		n->mode = m;

@@ -175,49 +175,49 @@ static int do_rename(rf_req *req, struct node *p1, const char *name, struct node
 		err = exchange ? -EINVAL : -ENOTEMPTY;
 		goto out;
 	}
-	if (t && !exchange) {
-		if (s->type == S_IFDIR && t->type != S_IFDIR)
-			err = -ENOTDIR;
-		else if (s->type != S_IFDIR && t->type == S_IFDIR)
-			err = -EISDIR;
-		if (err)
-			goto out;
-		if (t->type == S_IFDIR) {
-			wrlock(&t->dir->lock);
-			tlocked = true;
-			if (t->dir->count) {
-				err = -ENOTEMPTY;
-				goto out;
-			}
-		}
-	}
-
+	/* In the order Linux checks: the source directory's permission and sticky bit, the target
+	 * directory's and the target's, the target's type, a moving directory's "..", and last
+	 * whether a directory replaced is empty. */
 	snapshot(p1, &m1, &u1, &g1);
 	snapshot(p2, &m2, &u2, &g2);
 	snapshot(s, &ms, &us, &gs);
 	if (t)
 		snapshot(t, &mt, &ut, &gt);
-	if (fs.perm_check) {
+	if (fs.perm_check)
 		err = perm_vals(req, S_IFDIR, m1, u1, g1, W_OK | X_OK);
-		if (!err && cross)
-			err = perm_vals(req, S_IFDIR, m2, u2, g2, W_OK | X_OK);
-		/* A directory changing parents rewrites its "..". */
-		if (!err && cross && s->type == S_IFDIR)
-			err = perm_vals(req, S_IFDIR, ms, us, gs, W_OK);
-		if (!err && cross && exchange && t->type == S_IFDIR)
-			err = perm_vals(req, S_IFDIR, mt, ut, gt, W_OK);
-		if (err)
-			goto out;
-	}
-	if (!sticky_ok(req, m1, u1, us) || (t && !sticky_ok(req, m2, u2, ut))) {
+	if (!err && !sticky_ok(req, m1, u1, us))
 		err = -EPERM;
+	if (!err && fs.perm_check && cross)
+		err = perm_vals(req, S_IFDIR, m2, u2, g2, W_OK | X_OK);
+	if (!err && t && !sticky_ok(req, m2, u2, ut))
+		err = -EPERM;
+	if (!err && t && !exchange) {
+		if (s->type == S_IFDIR && t->type != S_IFDIR)
+			err = -ENOTDIR;
+		else if (s->type != S_IFDIR && t->type == S_IFDIR)
+			err = -EISDIR;
+	}
+	/* A directory changing parents rewrites its "..". */
+	if (!err && fs.perm_check && cross && s->type == S_IFDIR)
+		err = perm_vals(req, S_IFDIR, ms, us, gs, W_OK);
+	if (!err && fs.perm_check && cross && exchange && t->type == S_IFDIR)
+		err = perm_vals(req, S_IFDIR, mt, ut, gt, W_OK);
+	if (err)
 		goto out;
+	if (t && !exchange && t->type == S_IFDIR) {
+		wrlock(&t->dir->lock);
+		tlocked = true;
+		if (t->dir->count) {
+			err = -ENOTEMPTY;
+			goto out;
+		}
 	}
 	if (!te) {
-		ne = dent_alloc(newname, len2, name_hash(newname, len2));
-		if (!ne || dir_reserve(p2->dir)) {
-			free(ne);
+		ne = dent_alloc(newname, len2, name_hash(newname, len2), &err);
+		if (ne && dir_reserve(p2->dir))
 			err = -ENOMEM;
+		if (err) {
+			dent_free(ne);
 			goto out;
 		}
 	}
@@ -250,7 +250,7 @@ static int do_rename(rf_req *req, struct node *p1, const char *name, struct node
 			ds2 += DIRENT_BOGO;
 		}
 		dir_remove(p1->dir, se);
-		free(se);
+		dent_free(se);
 		ds1 -= DIRENT_BOGO;
 		if (cross && s->type == S_IFDIR) {
 			atomic_store(&s->dir->parent, p2->ino);

@@ -1,5 +1,5 @@
 /*
- * memfs test hook (-o threads_log): which threads the library runs memfs's callbacks on, and
+ * memfs test hook (-o test_threads_log): which threads the library runs memfs's callbacks on, and
  * how many of them run at once. The operations table is wrapped (outermost, around deferred
  * replies too); each callback notes its thread and the number of callbacks running, and at
  * exit one line reports both:

@@ -45,6 +45,19 @@ static int xattr_allowed(rf_req *req, const struct node *n, const char *name, bo
 	}
 }
 
+/* What an attribute costs against the capacity (a user who may write one file could otherwise
+ * fill the daemon's memory with attributes). */
+static uint64_t xattr_cost(const struct xattr *x)
+{
+	return sizeof(*x) + x->nlen + 1 + x->vlen;
+}
+
+void xattr_free(struct xattr *x)
+{
+	space_release(xattr_cost(x));
+	free(x);
+}
+
 static struct xattr **xattr_find(struct node *n, const char *name)
 {
 	struct xattr **pp;
@@ -90,6 +103,11 @@ void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, 
 	memcpy(x->data, name, nlen + 1);
 	if (size)
 		memcpy(x->data + nlen + 1, value, size);
+	err = space_charge(xattr_cost(x));
+	if (err) {
+		free(x);
+		goto out;
+	}
 
 	ts_now(&now);
 	wrlock(&n->lock);
@@ -109,7 +127,7 @@ void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, 
 
 			x->next = old->next;
 			*pp = x;
-			free(old);
+			xattr_free(old);
 		} else {
 			x->next = n->xattrs;
 			n->xattrs = x;
@@ -119,7 +137,8 @@ void mfs_setxattr(rf_req *req, rf_ino ino, const char *name, const char *value, 
 		n->ctime = now;
 	}
 	unlock(&n->lock);
-	free(x);
+	if (x)
+		xattr_free(x);
 out:
 	node_put(n);
 	rf_reply_err(req, -err);
@@ -254,7 +273,8 @@ void mfs_removexattr(rf_req *req, rf_ino ino, const char *name)
 		n->ctime = now;
 	}
 	unlock(&n->lock);
-	free(x);
+	if (x)
+		xattr_free(x);
 	node_put(n);
 	rf_reply_err(req, -err);
 }

@@ -86,8 +86,13 @@ void atime_apply(void)
 	/* Only root can copy mounts, and only root reads every object by handle. */
 	if (fs.switch_creds && atomic_load(&touch_fd) < 0 &&
 	    (policy(m, false) != NATIVE || policy(m, true) != NATIVE)) {
+		/* A remount may come after init dropped CAP_SYS_ADMIN on this thread. */
+		bool raised = caps_raise(CAP_SYS_ADMIN) == 0;
+
 		atomic_store(&quiet_fd, copy_mount(MOUNT_ATTR_NOATIME));
 		atomic_store(&touch_fd, copy_mount(MOUNT_ATTR_STRICTATIME));
+		if (raised)
+			caps_lower(CAP_SYS_ADMIN);
 	}
 	pthread_mutex_unlock(&apply_lock);
 }

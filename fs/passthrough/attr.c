@@ -10,10 +10,12 @@ void pt_getattr(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 	int err = stat_fd(inode_of(ino)->fd, &st);
 
 	(void)fi;
-	if (err)
+	if (err) {
 		reply_status(req, err);
-	else
-		rf_reply_attr(req, &st, fs.timeout);
+		return;
+	}
+	st.st_ino = ino_out(st.st_dev, st.st_ino);
+	rf_reply_attr(req, &st, fs.timeout);
 }
 
 static int set_owner(struct pt_inode *in, const struct stat *attr, int to_set)
@@ -64,27 +66,38 @@ static int set_mode(struct pt_inode *in, mode_t mode)
 }
 
 /*
- * Does mode only take suid/sgid away from the current mode? The kernel sends such a change on
- * behalf of a writer or truncater who need not own the file (what a local filesystem does
- * internally, with ATTR_FORCE); a chmod(2) by a non-owner never reaches us with
- * default_permissions on.
+ * Does mode only take suid/sgid away from before, the mode the file had when the request
+ * came? The kernel sends such a change on behalf of a writer, truncater or chown caller who
+ * need not own the file (what a local filesystem does internally, with ATTR_FORCE); a chmod(2)
+ * by a non-owner never reaches us with default_permissions on.
  */
-static bool only_drops_privs(struct pt_inode *in, mode_t mode)
+static bool only_drops_privs(mode_t mode, mode_t before)
 {
 	const mode_t privs = S_ISUID | S_ISGID;
-	struct stat st;
 
-	if (stat_fd(in->fd, &st) < 0)
-		return false;
-	return (mode & 07777 & ~privs) == (st.st_mode & 07777 & ~privs) &&
-	       !(mode & privs & ~st.st_mode);
+	mode &= 07777;
+	before &= 07777;
+	return (mode & ~privs) == (before & ~privs) && !(mode & privs & ~before);
 }
 
-static int set_mode_for(struct creds *c, struct pt_inode *in, mode_t mode)
+/*
+ * The filesystem underneath, acting for the caller, may have cleared more than the kernel's
+ * own rule asks for (sgid of a file the caller's groups do not own, on truncate): drop what the
+ * request drops from what the file has now, and add nothing back.
+ */
+static int set_mode_for(struct creds *c, struct pt_inode *in, mode_t mode, mode_t before)
 {
-	int err = set_mode(in, mode);
+	struct stat st;
+	int err;
 
-	if (err == -EPERM && c->switched && only_drops_privs(in, mode)) {
+	if (!only_drops_privs(mode, before))
+		return set_mode(in, mode);
+	err = stat_fd(in->fd, &st);
+	if (err)
+		return err;
+	mode = st.st_mode & 07777 & ~(before & ~mode & (S_ISUID | S_ISGID));
+	err = set_mode(in, mode);
+	if (err == -EPERM && c->switched) {
 		creds_pause(c);
 		err = set_mode(in, mode);
 		creds_resume(c);
@@ -112,25 +125,32 @@ static int set_times_for(struct creds *c, struct pt_inode *in, const struct stat
 	return err;
 }
 
-/* Owner, size and times, then mode last, so the mode asked for is the one that stays. */
+/*
+ * Size, times and mode, then the owner last: a request that fails half-way must not leave a
+ * chown applied. The kernel sends a mode together with an owner only to clear suid/sgid, which
+ * the chown underneath does by its own rules too.
+ */
 static int apply_setattr(rf_req *req, struct pt_inode *in, const struct stat *attr, int to_set,
 			 const struct rf_file_info *fi)
 {
 	const int times = RF_SET_ATTR_ATIME | RF_SET_ATTR_MTIME | RF_SET_ATTR_ATIME_NOW |
 			  RF_SET_ATTR_MTIME_NOW;
+	struct stat before;
 	struct creds c;
-	int err = creds_enter(req, &c);
+	int err = (to_set & RF_SET_ATTR_MODE) ? stat_fd(in->fd, &before) : 0;
 
+	if (!err)
+		err = creds_enter(req, &c);
 	if (err)
 		return err;
-	if (to_set & (RF_SET_ATTR_UID | RF_SET_ATTR_GID))
-		err = set_owner(in, attr, to_set);
-	if (!err && (to_set & RF_SET_ATTR_SIZE))
+	if (to_set & RF_SET_ATTR_SIZE)
 		err = set_size(in, attr->st_size, fi);
 	if (!err && (to_set & times))
 		err = set_times_for(&c, in, attr, to_set);
 	if (!err && (to_set & RF_SET_ATTR_MODE))
-		err = set_mode_for(&c, in, attr->st_mode);
+		err = set_mode_for(&c, in, attr->st_mode, before.st_mode);
+	if (!err && (to_set & (RF_SET_ATTR_UID | RF_SET_ATTR_GID)))
+		err = set_owner(in, attr, to_set);
 	creds_leave(&c);
 	return err;
 }
@@ -143,10 +163,12 @@ void pt_setattr(rf_req *req, rf_ino ino, struct stat *attr, int to_set, struct r
 
 	if (!err)
 		err = stat_fd(in->fd, &st);
-	if (err)
+	if (err) {
 		reply_status(req, err);
-	else
-		rf_reply_attr(req, &st, fs.timeout);
+		return;
+	}
+	st.st_ino = ino_out(st.st_dev, st.st_ino);
+	rf_reply_attr(req, &st, fs.timeout);
 }
 
 void pt_readlink(rf_req *req, rf_ino ino)

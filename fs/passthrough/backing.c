@@ -46,8 +46,12 @@ void passthrough_attach(rf_req *req, struct pt_inode *in, int fd, struct rf_file
 	s = shard_of(key_hash(in->dev, in->ino));
 	pthread_mutex_lock(&s->lock);
 	if (!in->backing_id && !in->nplain) {
-		/* The kernel keeps its own reference to the file behind fd. */
-		id = rf_passthrough_open(rf_req_session(req), fd);
+		/* The kernel keeps its own reference to the file behind fd, and the credentials
+		 * of this call for the I/O it does on it. */
+		id = creds_backing_begin();
+		if (id == 0)
+			id = rf_passthrough_open(rf_req_session(req), fd);
+		creds_backing_end();
 		if (id > 0)
 			in->backing_id = id;
 		else
@@ -88,6 +92,9 @@ void passthrough_detach(rf_req *req, struct pt_inode *in, uint64_t fh)
 		in->backing_id = 0;
 	}
 	pthread_mutex_unlock(&s->lock);
-	if (id)
+	if (id) {
+		creds_backing_begin();
 		rf_passthrough_close(rf_req_session(req), id);
+		creds_backing_end();
+	}
 }

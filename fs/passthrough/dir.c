@@ -46,6 +46,22 @@ static void dir_close(struct pt_dir *d)
 	free(d);
 }
 
+/* The kernel checked the caller's right to list it; this thread may act for someone else. */
+static int open_dir(struct pt_inode *in)
+{
+	int fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0)
+		fd = neg_errno();
+	if (creds_retry_privileged(fd)) {
+		fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			fd = neg_errno();
+		creds_settle();
+	}
+	return fd;
+}
+
 void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 {
 	struct pt_dir *d = calloc(1, sizeof(*d));
@@ -55,11 +71,11 @@ void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		reply_status(req, -ENOMEM);
 		return;
 	}
-	fd = openat(inode_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	fd = open_dir(inode_of(ino));
 	if (fd >= 0)
 		atime_opened(fd, true);
 	if (fd < 0)
-		err = neg_errno();
+		err = fd;
 	else if (!(d->dp = fdopendir(fd))) {
 		err = neg_errno();
 		close(fd);
@@ -77,7 +93,7 @@ void pt_opendir(rf_req *req, rf_ino ino, struct rf_file_info *fi)
 		dir_close(d);
 }
 
-/* Bytes used in buf, 0 when the entry does not fit, or -errno (-ENOENT: it vanished). */
+/* Bytes used in buf, 0 when the entry does not fit, or -ENOENT when it vanished. */
 static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t room,
 			  const struct dirent *de, bool plus)
 {
@@ -86,17 +102,25 @@ static ssize_t add_dirent(rf_req *req, struct pt_inode *dir, char *buf, size_t r
 	int err;
 
 	memset(&e, 0, sizeof(e));
-	e.attr.st_ino = de->d_ino;
+	/* Names in dir are on its filesystem (a mountpoint's d_ino is the covered directory's,
+	 * as on the source). */
+	e.attr.st_ino = ino_out(dir->dev, de->d_ino);
 	e.attr.st_mode = DTTOIF(de->d_type);
 	if (!plus) {
 		len = rf_add_direntry(req, buf, room, de->d_name, &e.attr, de->d_off);
 		return len > room ? 0 : (ssize_t)len;
 	}
-	/* The kernel takes no lookup on "." and ".." (and ignores their attributes). */
+	/* The kernel takes no lookup on "." and ".." (and ignores their attributes). A name
+	 * whose lookup fails for another reason than being gone (out of descriptors, say) is
+	 * listed without attributes: the kernel looks it up when it is used. */
 	if (!is_dot_or_dotdot(de->d_name)) {
 		err = lookup_name(dir, de->d_name, &e);
-		if (err)
+		if (err == -ENOENT)
 			return err;
+		if (err) {
+			e.ino = 0;
+			e.attr_timeout = e.entry_timeout = 0;
+		}
 	}
 	len = rf_add_direntry_plus(req, buf, room, de->d_name, &e, de->d_off);
 	if (len > room) {

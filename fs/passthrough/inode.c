@@ -90,6 +90,7 @@ struct pt_inode *inode_get(const struct stat *st, int *fd)
 	} else {
 		in = calloc(1, sizeof(*in));
 		if (in) {
+			in->magic = PT_INODE_MAGIC;
 			in->fd = *fd;
 			in->type = st->st_mode & S_IFMT;
 			in->dev = st->st_dev;
@@ -141,7 +142,57 @@ void inode_put(struct pt_inode *in, uint64_t n)
 	s->count--;
 	pthread_mutex_unlock(&s->lock);
 	close(in->fd);
+	in->magic = 0;
 	free(in);
+}
+
+/*
+ * Inode numbers as the kernel sees them. SOURCE's own filesystem keeps its numbers; objects of
+ * filesystems mounted below it get numbers of their own: the top bit set, a small index of
+ * their device in bits 48..62 and their number below, so that two objects never share one
+ * (tar, rsync -H and cp -a would take them for hard links). A number of 2^48 or more on such a
+ * filesystem, or more devices than the index holds, get a hash of device and number instead:
+ * unique in all likelihood, no longer by construction.
+ */
+#define DEV_INDEX_MAX 32767
+
+static struct {
+	pthread_mutex_t lock;
+	_Atomic unsigned int count;
+	dev_t devs[DEV_INDEX_MAX];
+} devices = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+/* 1 + the index of dev, registering it on first sight; 0 when the table is full. */
+static unsigned int dev_index(dev_t dev)
+{
+	unsigned int n = atomic_load_explicit(&devices.count, memory_order_acquire), i;
+
+	for (i = 0; i < n; i++)
+		if (devices.devs[i] == dev)
+			return i + 1;
+	pthread_mutex_lock(&devices.lock);
+	n = atomic_load_explicit(&devices.count, memory_order_relaxed);
+	for (i = 0; i < n && devices.devs[i] != dev; i++)
+		;
+	if (i == n && n < DEV_INDEX_MAX) {
+		devices.devs[n] = dev;
+		atomic_store_explicit(&devices.count, n + 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&devices.lock);
+	return i < DEV_INDEX_MAX ? i + 1 : 0;
+}
+
+ino_t ino_out(dev_t dev, ino_t ino)
+{
+	const uint64_t top = 1ull << 63, low = (1ull << 48) - 1;
+	unsigned int idx;
+
+	if (dev == fs.root.dev)
+		return ino;
+	idx = dev_index(dev);
+	if (idx && !((uint64_t)ino & ~low))
+		return (ino_t)(top | (uint64_t)idx << 48 | (uint64_t)ino);
+	return (ino_t)(top | (key_hash(dev, ino) & ~top));
 }
 
 /* After the session: whatever the kernel did not forget or release. */

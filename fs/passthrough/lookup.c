@@ -74,6 +74,7 @@ static void fill_entry(struct rf_entry_param *e, rf_ino ino, const struct stat *
 	memset(e, 0, sizeof(*e));
 	e->ino = ino;
 	e->attr = *st;
+	e->attr.st_ino = ino_out(st->st_dev, st->st_ino);
 	e->attr_timeout = fs.timeout;
 	e->entry_timeout = fs.timeout;
 }
@@ -133,14 +134,10 @@ static int lookup_dotdot(struct pt_inode *dir, struct rf_entry_param *e)
 	return entry_from_fd(fd, e);
 }
 
-int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+static int lookup_once(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
 {
-	int fd, err = check_name(name);
+	int fd;
 
-	if (err)
-		return err;
-	if (!S_ISDIR(dir->type))
-		return -ENOTDIR;
 	if (!strcmp(name, "."))
 		return entry_of_inode(dir, e);
 	if (!strcmp(name, ".."))
@@ -149,6 +146,23 @@ int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e
 	if (fd < 0)
 		return fd;
 	return entry_from_fd(fd, e);
+}
+
+/* The kernel checked the caller's right to search dir; this thread may act for someone else. */
+int lookup_name(struct pt_inode *dir, const char *name, struct rf_entry_param *e)
+{
+	int err = check_name(name);
+
+	if (err)
+		return err;
+	if (!S_ISDIR(dir->type))
+		return -ENOTDIR;
+	err = lookup_once(dir, name, e);
+	if (creds_retry_privileged(err)) {
+		err = lookup_once(dir, name, e);
+		creds_settle();
+	}
+	return err;
 }
 
 /* If the kernel did not take the entry (the request was interrupted), take its lookup back. */
@@ -177,8 +191,20 @@ void pt_lookup(rf_req *req, rf_ino parent, const char *name)
 	reply_entry(req, &e);
 }
 
+/*
+ * Node ids are addresses the kernel got from us, and the kernel is trusted to send only those;
+ * still, a forget of node id 0 (which no reply ever carries) or of an inode not live any more
+ * is refused rather than followed.
+ */
 void pt_forget(rf_req *req, rf_ino ino, uint64_t nlookup)
 {
-	inode_put(inode_of(ino), nlookup);
+	static atomic_bool said;
+	struct pt_inode *in = ino ? inode_of(ino) : NULL;
+
+	if (in && (in == &fs.root || in->magic == PT_INODE_MAGIC))
+		inode_put(in, nlookup);
+	else if (!atomic_exchange(&said, true))
+		fprintf(stderr, "ringfuse-passthrough: forget of unknown node id %#llx refused\n",
+			(unsigned long long)ino);
 	rf_reply_none(req);
 }

@@ -50,13 +50,13 @@ static void create_node(rf_req *req, rf_ino parent, const char *name, enum node_
 
 void pt_mknod(rf_req *req, rf_ino parent, const char *name, mode_t mode, dev_t rdev)
 {
-	create_node(req, parent, name, NODE_OTHER, (mode & S_IFMT) | create_mode(req, mode), rdev,
-		    NULL);
+	create_node(req, parent, name, NODE_OTHER, (mode & S_IFMT) | creds_create_mode(req, mode),
+		    rdev, NULL);
 }
 
 void pt_mkdir(rf_req *req, rf_ino parent, const char *name, mode_t mode)
 {
-	create_node(req, parent, name, NODE_DIR, create_mode(req, mode), 0, NULL);
+	create_node(req, parent, name, NODE_DIR, creds_create_mode(req, mode), 0, NULL);
 }
 
 void pt_symlink(rf_req *req, const char *link, rf_ino parent, const char *name)

@@ -22,10 +22,11 @@ static int open_target(const struct open_target *t, int flags)
 	return fd < 0 ? neg_errno() : fd;
 }
 
-/* Flags for the backing descriptor. */
+/* Flags for the backing descriptor of a regular file. O_NONBLOCK means nothing to one, except
+ * to io_uring, which would then fail I/O that has to wait with EAGAIN instead of waiting. */
 static int backing_flags(int flags)
 {
-	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW);
+	flags &= ~(O_CREAT | O_EXCL | O_NOCTTY | O_NOFOLLOW | O_NONBLOCK);
 	flags |= O_CLOEXEC;
 	/* With writeback the kernel appends itself, at the end it knows. */
 	if (fs.writeback)
@@ -51,7 +52,7 @@ static bool open_needs_caller(int flags)
 static int reopen_rdwr(int fd, int flags)
 {
 	char path[PROC_PATH_MAX];
-	int keep = O_APPEND | O_DIRECT | O_DSYNC | O_SYNC | O_NOATIME | O_NONBLOCK | O_LARGEFILE;
+	int keep = O_APPEND | O_DIRECT | O_DSYNC | O_SYNC | O_NOATIME | O_LARGEFILE;
 	int r = open(proc_path(fd, path), (flags & keep) | O_RDWR | O_CLOEXEC);
 
 	return r < 0 ? neg_errno() : r;
@@ -68,22 +69,31 @@ static int open_for_caller(rf_req *req, const struct open_target *t, int flags)
 	struct creds c;
 	int fd, narrow, err;
 
-	if (!open_needs_caller(flags))
-		return open_target(t, wide);
+	if (!open_needs_caller(flags)) {
+		/* The kernel checked the caller's right to read; this thread may act for someone
+		 * else. */
+		fd = open_target(t, wide);
+		if (creds_retry_privileged(fd)) {
+			fd = open_target(t, wide);
+			creds_settle();
+		}
+		return fd;
+	}
 	err = creds_enter(req, &c);
 	if (err)
 		return err;
 	fd = open_target(t, wide);
-	if (fd != -EACCES || wide == flags) {
-		creds_leave(&c);
-		return fd;
+	if (fd == -EACCES && wide != flags) {
+		narrow = open_target(t, flags);
+		fd = narrow;
+		if (narrow >= 0) {
+			creds_pause(&c);
+			fd = reopen_rdwr(narrow, flags);
+			creds_resume(&c);
+			close(narrow);
+		}
 	}
-	narrow = open_target(t, flags);
 	creds_leave(&c);
-	if (narrow < 0)
-		return narrow;
-	fd = reopen_rdwr(narrow, flags);
-	close(narrow);
 	return fd;
 }
 
@@ -109,7 +119,8 @@ static bool memory_backed(int fd)
 
 	if (fstatfs(fd, &sf) < 0)
 		return false;
-	return sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC;
+	/* f_type is a signed word of either size; the magic numbers are 32 bits. */
+	return (uint32_t)sf.f_type == TMPFS_MAGIC || (uint32_t)sf.f_type == RAMFS_MAGIC;
 }
 
 static void set_open_reply(struct rf_file_info *fi, int fd)
@@ -168,17 +179,45 @@ static void reply_created(rf_req *req, int fd, struct rf_file_info *fi)
 	}
 }
 
+/*
+ * The file of a create: a new one, or without O_EXCL an existing regular file, and never
+ * anything else. The kernel asks only for a name it found absent, but something may have
+ * appeared there since on the source (a symlink, a FIFO that would block this thread, a
+ * device the mount's nodev forbids opening): an existing name is looked at through an O_PATH
+ * descriptor first, which opens nothing, and only a regular file is then opened, through it.
+ */
+static int create_file(rf_req *req, const struct open_target *t, int flags)
+{
+	char path[PROC_PATH_MAX];
+	struct open_target again = {AT_FDCWD, path, 0};
+	struct stat st;
+	int fd = open_for_caller(req, t, flags | O_CREAT | O_EXCL | O_NOFOLLOW), pfd, err;
+
+	if (fd != -EEXIST || (flags & O_EXCL))
+		return fd;
+	pfd = openat(t->dirfd, t->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (pfd < 0)
+		return neg_errno();
+	err = stat_fd(pfd, &st);
+	if (!err && !S_ISREG(st.st_mode))
+		err = S_ISDIR(st.st_mode) ? -EISDIR : -EEXIST;
+	if (!err) {
+		/* O_CREAT only so that it opens as the caller, like any create. */
+		proc_path(pfd, path);
+		err = open_for_caller(req, &again, flags | O_CREAT);
+	}
+	close(pfd);
+	return err;
+}
+
 void pt_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct rf_file_info *fi)
 {
-	struct open_target t = {inode_of(parent)->fd, name, create_mode(req, mode)};
+	struct open_target t = {inode_of(parent)->fd, name, creds_create_mode(req, mode)};
 	int fd = check_name(name);
 
-	/* O_NOFOLLOW: a symlink that appeared under the name since the kernel's lookup is not
-	 * followed by us; O_EXCL is the caller's and must keep its meaning. */
+	/* O_EXCL is the caller's and must keep its meaning. */
 	if (!fd)
-		fd = open_for_caller(req, &t,
-				     backing_flags(fi->flags) | (fi->flags & O_EXCL) | O_CREAT |
-					     O_NOFOLLOW);
+		fd = create_file(req, &t, backing_flags(fi->flags) | (fi->flags & O_EXCL));
 	if (fd < 0)
 		reply_status(req, fd);
 	else
@@ -187,7 +226,7 @@ void pt_create(rf_req *req, rf_ino parent, const char *name, mode_t mode, struct
 
 void pt_tmpfile(rf_req *req, rf_ino parent, mode_t mode, struct rf_file_info *fi)
 {
-	struct open_target t = {inode_of(parent)->fd, ".", create_mode(req, mode)};
+	struct open_target t = {inode_of(parent)->fd, ".", creds_create_mode(req, mode)};
 	/* O_EXCL stays: it makes the file unlinkable, as asked. */
 	int flags = (fi->flags & ~(O_CREAT | O_TRUNC | O_NOCTTY | O_NOFOLLOW | O_TMPFILE)) |
 		    O_TMPFILE | O_CLOEXEC;

@@ -8,7 +8,15 @@
 
 static void pt_init(void *userdata, struct rf_conn_info *conn)
 {
+	int err;
+
 	(void)userdata;
+	/* Copying SOURCE's mount for the atime modes needs CAP_SYS_ADMIN: before the drop. */
+	atime_init();
+	/* On the thread that starts the transport's threads, before it does: they inherit. */
+	if (fs.switch_creds && (err = caps_init()) < 0)
+		fprintf(stderr, "ringfuse-passthrough: cannot drop capabilities: %s\n",
+			strerror(-err));
 	if (fs.passthrough_opt && !(conn->capable & RF_CAP_PASSTHROUGH)) {
 		fprintf(stderr, "ringfuse-passthrough: the kernel offers no passthrough; file I/O "
 				"goes through this daemon\n");
@@ -28,14 +36,19 @@ static void pt_init(void *userdata, struct rf_conn_info *conn)
 			fprintf(stderr, "ringfuse-passthrough: the kernel offers no writeback "
 					"cache; continuing without\n");
 	}
+	/* The kernel checks POSIX ACLs (fetched with getxattr) as the filesystem underneath would;
+	 * it then also leaves the umask to us, since a directory's default ACL overrides it. */
+	if ((conn->capable & (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK)) ==
+	    (RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK))
+		conn->want |= RF_CAP_POSIX_ACL | RF_CAP_DONT_MASK;
 	/* A local filesystem lets an O_DIRECT file be mapped. */
 	conn->want |= conn->capable & RF_CAP_DIRECT_IO_ALLOW_MMAP;
 	if (fs.cache == CACHE_ALWAYS)
 		conn->want |= conn->capable & RF_CAP_CACHE_SYMLINKS;
 	fs.writeback = (conn->want & conn->capable & RF_CAP_WRITEBACK_CACHE) != 0;
+	fs.acl = (conn->want & conn->capable & RF_CAP_POSIX_ACL) != 0;
 	fs.dont_mask = (conn->want & conn->capable & RF_CAP_DONT_MASK) != 0;
 	atomic_store(&fs.passthrough, (conn->want & conn->capable & RF_CAP_PASSTHROUGH) != 0);
-	atime_init();
 }
 
 static void pt_remount(void *userdata, unsigned int mount_flags)
@@ -63,7 +76,9 @@ static void pt_syncfs(rf_req *req, rf_ino ino)
 	/* syncfs() wants a real descriptor; any directory of the backing filesystem will do. */
 	if (!S_ISDIR(in->type))
 		in = &fs.root;
+	creds_privileged();
 	fd = openat(in->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	creds_settle();
 	if (fd < 0)
 		err = neg_errno();
 	else {

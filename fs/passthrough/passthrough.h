@@ -11,11 +11,13 @@
  *
  * This header holds what the files of the daemon share: the data structures, the one filesystem
  * state, small inline helpers and each file's entry points. One file, one job:
- *   main.c     main(): the options, SOURCE and MOUNTPOINT, setup and teardown
+ *   main.c     main()
+ *   setup.c    the options, SOURCE and MOUNTPOINT, setup and teardown
  *   ops.c      the operations table, and the filesystem-wide operations (init, statfs, syncfs)
  *   status.c   replies that carry only a status, and the one failure an admin can fix
  *   inode.c    the inode table: inodes by (st_dev, st_ino), their lookup counts
  *   creds.c    acting for the caller: this thread's filesystem identity
+ *   caps.c     the capabilities serving threads keep
  *   lookup.c   lookups of names beneath a directory, and entries for the kernel
  *   attr.c     getattr, setattr, access, readlink
  *   names.c    creating and removing names: mknod, mkdir, symlink, link, unlink, rmdir, rename
@@ -61,11 +63,13 @@
 #define PASSTHROUGH_H
 
 #include "ringfuse.h"
+#include "ringfuse/kernel.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -113,8 +117,11 @@ struct open_how {
 #define FH_INLINE      (1ull << 35) /* memory-backed: I/O on the calling thread (io_file()) */
 #define FH_ALIGN_SHIFT 40	    /* 8 bits: log2 of the O_DIRECT memory alignment */
 
+#define PT_INODE_MAGIC 0x70746e64u /* in a live struct pt_inode; cleared when it is freed */
+
 /* A filesystem object the kernel holds lookups on. */
 struct pt_inode {
+	uint32_t magic;
 	int fd;		       /* O_PATH; immutable while the kernel holds a lookup */
 	mode_t type;	       /* S_IFMT bits, fixed for the object's life */
 	dev_t dev;	       /* table key, with ino */
@@ -156,12 +163,11 @@ struct pt_fs {
 	bool writeback; /* negotiated at INIT */
 	bool passthrough_opt;
 	atomic_bool passthrough; /* negotiated at INIT; cleared when the kernel refuses for good */
+	bool acl;		 /* negotiated at INIT: the kernel checks POSIX ACLs */
 	bool dont_mask;		 /* negotiated at INIT: the kernel left the umask to us */
 	bool switch_creds;
-	uid_t uid; /* the daemon's own filesystem identity, restored after each switch */
+	uid_t uid; /* the daemon's own filesystem identity */
 	gid_t gid;
-	int ngroups;
-	gid_t *groups;
 	struct shard shards[NSHARDS];
 };
 
@@ -172,9 +178,16 @@ extern const struct rf_ops pt_ops;
 
 /* A thread's filesystem identity while it acts for a caller (creds.c). */
 struct creds {
-	bool switched;
-	uid_t uid; /* the caller's, while switched */
+	bool switched; /* an unprivileged caller's */
+	uid_t uid;     /* the caller's */
 	gid_t gid;
+};
+
+/* Whose rights a backend write runs with (creds_io_begin()). */
+enum io_ident {
+	IO_AS_ROOT, /* the daemon's (a root caller's write) */
+	IO_UNPRIV,  /* an unprivileged user's */
+	IO_ANON,    /* the anonymous identity (writeback of the kernel's cache) */
 };
 
 /* ---- small helpers ---- */
@@ -222,12 +235,9 @@ static inline int stat_fd(int fd, struct stat *st)
 	return fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? neg_errno() : 0;
 }
 
-static inline mode_t create_mode(rf_req *req, mode_t mode)
-{
-	if (fs.dont_mask)
-		mode &= ~rf_req_ctx(req)->umask;
-	return mode & 07777;
-}
+/* ---- setup.c ---- */
+int pt_setup(rf_session *se, const char *source, const char *mountpoint);
+void pt_teardown(void);
 
 /* ---- status.c ---- */
 void reply_status(rf_req *req, int err);
@@ -240,12 +250,26 @@ struct pt_inode *inode_get(const struct stat *st, int *fd);
 void inode_ref(struct pt_inode *in);
 void inode_put(struct pt_inode *in, uint64_t n);
 void table_clear(void);
+ino_t ino_out(dev_t dev, ino_t ino);
+
+/* ---- caps.c ---- */
+int caps_init(void);
+int caps_raise(int cap);
+void caps_lower(int cap);
 
 /* ---- creds.c ---- */
 int creds_enter(rf_req *req, struct creds *c);
 void creds_pause(struct creds *c);
 void creds_resume(struct creds *c);
 void creds_leave(struct creds *c);
+void creds_settle(void);
+bool creds_retry_privileged(int err);
+void creds_privileged(void);
+enum io_ident creds_io_begin(rf_req *req, const struct rf_file_info *fi);
+void creds_io_end(enum io_ident kind);
+int creds_backing_begin(void);
+void creds_backing_end(void);
+mode_t creds_create_mode(rf_req *req, mode_t mode);
 void creds_init(void);
 
 /* ---- lookup.c ---- */

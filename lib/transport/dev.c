@@ -6,7 +6,11 @@
  *
  * Stopping: workers block in read(). When the connection ends every read returns ENODEV;
  * when the daemon is asked to stop while still mounted, a SIGUSR2 (no SA_RESTART) makes the
- * read return EINTR and the worker sees the exit flag.
+ * read return EINTR and the worker sees the exit flag. Each worker then drains its own slots
+ * (rf_dev_serve) until the session's drain deadline. Replies are written by whichever thread
+ * answers, straight to the worker's fd: when a slot is still owed a reply at the end, the fd
+ * is retired onto /dev/null rather than closed, so the late reply cannot land in a file that
+ * reused the number (lib/transport/README.md).
  */
 #include "ringfuse_i.h"
 
@@ -25,20 +29,25 @@ struct dev_worker {
 	int fd;
 	unsigned int idx;
 	bool started;
+	bool leaked; /* its loop still owes replies: keep fd's number */
 	_Atomic bool done;
-	struct rf_queue_stats stats;
+	struct rf_qstats stats;
 };
 
 struct dev_transport {
 	unsigned int nworkers;
+	struct dev_transport *grave_next; /* kept: a late reply still counts in its stats */
 	struct dev_worker w[];
 };
+
+/* Transports kept for a late reply (reachable, so leak checkers see a decision). */
+static struct dev_transport *_Atomic graveyard;
 
 static void *worker_main(void *arg)
 {
 	struct dev_worker *w = arg;
 
-	rf_dev_serve(w->se, w->fd, w->idx, &w->stats);
+	rf_dev_serve(w->se, w->fd, w->idx, &w->stats, &w->leaked);
 	atomic_store(&w->done, true);
 	return NULL;
 }
@@ -111,16 +120,30 @@ static int dev_start(rf_session *se)
 	return t->nworkers ? 0 : ret;
 }
 
-static void dev_stop(rf_session *se)
+static void dev_stop_workers(rf_session *se)
 {
 	struct dev_transport *t = se->tp_data;
 
-	atomic_store(&se->exiting, true);
 	if (!t)
 		return;
 	for (unsigned int i = 0; i < t->nworkers; i++)
 		if (!atomic_load(&t->w[i].done))
 			pthread_kill(t->w[i].thread, SIGUSR2);
+}
+
+/* The workers stop reading and drain their own slots until the deadline (rf_dev_serve);
+ * dev_destroy() waits for them. */
+static void dev_drain(rf_session *se, uint64_t deadline_ns)
+{
+	(void)deadline_ns; /* rf_session_drain_deadline() gives every loop the same one */
+	atomic_store(&se->exiting, true);
+	dev_stop_workers(se);
+}
+
+static void dev_stop(rf_session *se)
+{
+	atomic_store(&se->exiting, true);
+	dev_stop_workers(se);
 }
 
 static void dev_destroy(rf_session *se)
@@ -129,6 +152,8 @@ static void dev_destroy(rf_session *se)
 
 	if (!t)
 		return;
+	bool keep = false;
+
 	for (unsigned int i = 0; i < t->nworkers; i++) {
 		struct dev_worker *w = &t->w[i];
 
@@ -138,17 +163,30 @@ static void dev_destroy(rf_session *se)
 			usleep(1000);
 		}
 		pthread_join(w->thread, NULL);
-		close(w->fd);
+		/* Releases its /dev/fuse file (the kernel fails what that fd still holds); the
+		 * number is closed only when no late reply can be written to it. */
+		rf_retire_fd(w->fd);
+		if (!w->leaked)
+			close(w->fd);
+		keep |= w->leaked;
 	}
 	for (unsigned int i = 0; i < t->nworkers; i++)
 		rf_session_retire_queue(se, t->w[i].idx);
-	free(t);
 	se->tp_data = NULL;
+	if (!keep) {
+		free(t);
+		return;
+	}
+	/* A handler that still owes a reply will count it in its worker's stats. */
+	t->grave_next = atomic_load(&graveyard);
+	while (!atomic_compare_exchange_weak(&graveyard, &t->grave_next, t))
+		;
 }
 
 const struct rf_transport rf_transport_dev = {
 	.name = "dev",
 	.start = dev_start,
+	.drain = dev_drain,
 	.stop = dev_stop,
 	.destroy = dev_destroy,
 };

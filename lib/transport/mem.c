@@ -19,8 +19,11 @@
 #include <string.h>
 
 struct mem_slot {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	struct mem_transport *mt;
+	/* Counters of the requests fed into this slot: one feeding thread at a time owns them
+	 * (slot_get/slot_put hand the slot over under the lock), so several threads may feed. */
+	struct rf_qstats stats;
 	bool busy;		  /* holds a request that has not been answered */
 	bool feeding;		  /* the feed call that dispatched it has not returned yet */
 	bool answered;		  /* answered while feeding */
@@ -34,6 +37,9 @@ struct mem_slot {
 struct mem_transport {
 	rf_session *se;
 	pthread_mutex_t lock;
+	bool io_held;		       /* backend I/O stays in flight until rf_mem_io_complete() */
+	rf_req *held_io[RF_MEM_SLOTS]; /* requests with held I/O, oldest first */
+	unsigned int nheld;
 	size_t out_cap;
 	unsigned long replies;
 	unsigned int pending;
@@ -66,6 +72,8 @@ static void finish(rf_req *req, bool replied, int error, size_t len)
 	struct mem_slot *s = req->chan;
 	struct mem_transport *mt = s->mt;
 
+	if (replied)
+		rf_stat_reply(&s->stats.shared, error, len, false);
 	/*
 	 * Memory sessions have no transport to start: INIT negotiation picks one for a real
 	 * connection, and the dispatcher starts it right after this reply is sent. Clear the
@@ -86,7 +94,7 @@ static void finish(rf_req *req, bool replied, int error, size_t len)
 	} else {
 		s->busy = false;
 		mt->pending--;
-		atomic_store(&req->state, RF_REQ_FREE);
+		rf_req_set_free(req);
 	}
 	pthread_mutex_unlock(&mt->lock);
 }
@@ -102,13 +110,61 @@ static void mem_drop(rf_req *req)
 	finish(req, false, 0, 0);
 }
 
-static const struct rf_reply_ops mem_rops = {.send = mem_send, .drop = mem_drop};
+static int mem_io_submit(rf_req *req)
+{
+	struct mem_transport *mt = ((struct mem_slot *)req->chan)->mt;
+	int ret = -EAGAIN; /* not held: the caller runs it as a system call */
+
+	pthread_mutex_lock(&mt->lock);
+	if (mt->io_held && mt->nheld < RF_MEM_SLOTS) {
+		mt->held_io[mt->nheld++] = req;
+		ret = 0;
+	}
+	pthread_mutex_unlock(&mt->lock);
+	return ret;
+}
+
+static const struct rf_reply_ops mem_rops = {
+	.send = mem_send,
+	.drop = mem_drop,
+	.io_submit = mem_io_submit,
+};
+
+int rf_mem_set_io_held(rf_session *se, bool held)
+{
+	struct mem_transport *mt = mem_of(se);
+
+	pthread_mutex_lock(&mt->lock);
+	mt->io_held = held;
+	pthread_mutex_unlock(&mt->lock);
+	return 0;
+}
+
+int rf_mem_io_complete(rf_session *se, int res)
+{
+	struct mem_transport *mt = mem_of(se);
+	rf_req *req = NULL;
+
+	pthread_mutex_lock(&mt->lock);
+	if (mt->nheld) {
+		req = mt->held_io[0];
+		memmove(mt->held_io, mt->held_io + 1, --mt->nheld * sizeof(mt->held_io[0]));
+	}
+	pthread_mutex_unlock(&mt->lock);
+	if (!req)
+		return -ENOENT;
+	rf_io_complete(req, res);
+	return 0;
+}
 
 rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *userdata)
 {
 	rf_session *se = calloc(1, sizeof(*se));
-	struct mem_transport *mt = calloc(1, sizeof(*mt));
+	/* Its slots hold rf_req objects, which are RF_REQ_ALIGN aligned. */
+	struct mem_transport *mt = aligned_alloc(RF_REQ_ALIGN, sizeof(*mt));
 
+	if (mt)
+		memset(mt, 0, sizeof(*mt));
 	if (!se || !mt || !(mt->last = calloc(1, sizeof(*mt->last)))) {
 		if (mt)
 			free(mt->last);
@@ -123,7 +179,7 @@ rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *
 		memcpy(&se->ops, ops, ops_size);
 	se->userdata = userdata;
 	/* Not mounted: no fd, no transport; rf_session_init_done() starts nothing. */
-	se->fd = -1;
+	rf_session_init_core(se);
 	se->tp = NULL;
 	se->tp_data = mt;
 	se->main_thread = pthread_self();
@@ -137,7 +193,6 @@ rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *
 	se->conn.max_pages = RF_DEFAULT_MAX_WRITE / RF_PAGE_SIZE;
 	se->conn.time_gran = 1;
 	se->dev_bufsize = RF_DEFAULT_MAX_WRITE + RF_PAGE_SIZE;
-	pthread_mutex_init(&se->lock, NULL);
 
 	mt->se = se;
 	mt->out_cap = RF_MEM_BODY_MAX;
@@ -149,10 +204,16 @@ rf_session *rf_mem_session_new(const struct rf_ops *ops, size_t ops_size, void *
 		s->req.se = se;
 		s->req.rops = &mem_rops;
 		s->req.chan = s;
-		s->req.queue = 0;
-		s->req.stats = &se->dev_stats;
+		s->req.queue = i;
+		s->req.stats = &s->stats;
+		rf_session_register_queue(se, i, &s->stats);
 	}
-	rf_session_register_reqs(se, &mt->slots[0].req, RF_MEM_SLOTS, sizeof(struct mem_slot));
+	if (rf_session_register_reqs(se, &mt->slots[0].req, RF_MEM_SLOTS, sizeof(struct mem_slot)) <
+	    0) {
+		rf_mem_session_destroy(se);
+		errno = ENOMEM;
+		return NULL;
+	}
 	return se;
 }
 
@@ -178,7 +239,7 @@ void rf_mem_session_destroy(rf_session *se)
 		free(mt->last);
 		free(mt);
 	}
-	pthread_mutex_destroy(&se->lock);
+	rf_session_free_core(se);
 	free(se);
 }
 
@@ -209,7 +270,6 @@ static int slot_get(struct mem_transport *mt, struct rf_mem_reply *out, struct m
 	s->cap = out;
 	s->req.out = s->out;
 	s->req.out_cap = mt->out_cap;
-	s->req.stats = &mt->se->dev_stats;
 	mt->pending++;
 	pthread_mutex_unlock(&mt->lock);
 	if (out) {
@@ -237,7 +297,7 @@ static int slot_put(struct mem_transport *mt, struct mem_slot *s)
 	if (done) {
 		s->busy = false;
 		mt->pending--;
-		atomic_store(&s->req.state, RF_REQ_FREE);
+		rf_req_set_free(&s->req);
 	}
 	pthread_mutex_unlock(&mt->lock);
 	return done;

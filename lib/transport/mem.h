@@ -8,7 +8,8 @@
  * just as on a real connection, so the first message fed should be a FUSE_INIT.
  *
  * Requests in flight live in a small fixed pool of slots (RF_MEM_SLOTS); feeding a request
- * while every slot is held by a deferred reply fails with -EBUSY.
+ * while every slot is held by a deferred reply fails with -EBUSY. Each slot counts as a queue
+ * in the statistics (rf_req_queue() is the slot's index).
  */
 #ifndef RINGFUSE_TRANSPORT_MEM_H
 #define RINGFUSE_TRANSPORT_MEM_H
@@ -71,5 +72,15 @@ int rf_mem_last_reply(rf_session *se, struct rf_mem_reply *out);
 unsigned int rf_mem_pending(rf_session *se);
 /* Size of the reply area for requests fed from now on (1 .. RF_MEM_BODY_MAX). */
 int rf_mem_set_out_cap(rf_session *se, size_t cap);
+
+/*
+ * Backend I/O (rf_io_*). By default it runs as plain system calls, as on the dev transport.
+ * Held: an operation is accepted as if queued on a ring and stays in flight until the test
+ * completes it with rf_mem_io_complete(), which runs its callback on the calling thread (the
+ * "queue thread" then); the operation itself is never performed.
+ */
+int rf_mem_set_io_held(rf_session *se, bool held);
+/* Complete the oldest held operation with res. Returns 0, or -ENOENT if none is held. */
+int rf_mem_io_complete(rf_session *se, int res);
 
 #endif /* RINGFUSE_TRANSPORT_MEM_H */

@@ -4,11 +4,13 @@
  *
  * Design
  *
- * Queues. The kernel keeps one queue per possible CPU, puts each request on the queue of the
- * CPU its caller runs on, and only switches from /dev/fuse to the ring once every queue has a
- * registered entry (until then new requests wait). So there is one queue per possible CPU,
- * each a thread pinned to its CPU that owns everything of its queue: its io_uring (single
- * issuer), its entries and their buffers, which it allocates itself so they sit on its node.
+ * Queues. The kernel keeps one queue per possible CPU (num_possible_cpus()), puts each request
+ * on the queue of the CPU its caller runs on, and only switches from /dev/fuse to the ring once
+ * every queue has a registered entry (until then new requests wait). So there is one queue per
+ * possible CPU, each a thread pinned to its CPU that owns everything of its queue: its io_uring
+ * (single issuer), its entries and their buffers, which it allocates itself so they sit on its
+ * node. What a queue's life looks like from start to teardown is shared with the uring-rw
+ * transport (uring_queue.h); this file holds the ring-entry protocol.
  *
  * Entries. A ring entry is a header buffer (struct fuse_uring_req_header: in/out header,
  * opcode argument, commit id and payload size), a payload buffer of max_payload bytes, and
@@ -24,12 +26,11 @@
  * The loop. One io_uring_enter per round submits everything the previous round produced and
  * waits for completions (optionally after spinning on the CQ); then every CQE is reaped,
  * requests are dispatched, and replies made on the queue thread only queue an SQE. A reply
- * from another thread (a deferred reply) writes the reply header, pushes the request on the
- * queue's lock-free MPSC list and, if the list was empty, writes the queue's eventfd; the
- * queue keeps a read armed on that eventfd, drains the list and commits the replies itself,
- * so its submission queue has exactly one writer. user_data says what each SQE was (register,
- * commit, wake-up, timer, backend I/O) and for which entry, through the asserted ud_*()
- * helpers.
+ * from another thread (a deferred reply) writes the reply header and goes through the queue's
+ * deferred list (rf_uq_defer); the queue commits those replies itself, so its submission
+ * queue has exactly one writer, and counts every reply as it commits it. user_data says what
+ * each SQE was (register, commit, wake-up, timer, backend I/O) and for which entry, through
+ * the asserted ud_*() helpers.
  *
  * Backend I/O. A handler on the queue thread may hand its request's file operation (rf_io_*)
  * to the queue's ring: it goes out with the same io_uring_enter as the commits, and its
@@ -37,13 +38,13 @@
  * full SQ, io_submit() declines and the caller runs the operation synchronously. A queue
  * lets its backend I/O finish before it exits, since reads land in the entry's buffers.
  *
- * Teardown. Unmount or abort completes the waiting entries with -ENOTCONN (aborted
- * connections refuse new commands with -ECONNABORTED; a dying ring cancels with -ECANCELED):
- * the queue then exits once nothing of it is left in the kernel. stop() sets a flag and writes
- * every eventfd so queues also exit while the kernel still holds their entries. destroy()
- * joins the threads, closes the rings (which cancels whatever the kernel still holds) and
- * frees the buffers; after the thread is gone the kernel no longer writes into them (requests
- * are copied in by task work of the queue thread only).
+ * The end. Drain: the queue keeps serving (a commit always fetches the next request) until
+ * no entry is held by a handler or backend I/O and every reply is submitted. Unmount or
+ * abort completes the waiting entries with -ENOTCONN (aborted connections refuse new
+ * commands with -ECONNABORTED; a dying ring cancels with -ECANCELED): the queue then exits
+ * once nothing of it is left in the kernel. A queue whose ring fails for good, or whose
+ * entries all die while the connection lives, ends the session (rf_uq_ended): the kernel would
+ * otherwise keep routing its CPU's requests to it.
  *
  * Start-up failure. New requests wait in the kernel while the ring is incomplete, and only a
  * failed REGISTER makes the kernel give up on the ring for this connection. If start() fails
@@ -51,18 +52,13 @@
  * flow over /dev/fuse again.
  */
 #include "ringfuse_i.h"
-#include "uring_common.h"
+#include "uring_queue.h"
 
 #include <assert.h>
-#include <errno.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/sysinfo.h>
 #include <unistd.h>
 
 /* Newer than some liburing headers; values are the kernel's. */
@@ -89,7 +85,6 @@
 #define URING_RETRY_FIRST_NS	(1000ull * 1000)	    /* 1 ms */
 #define URING_RETRY_MAX_NS	(64ull * 1000 * 1000)	    /* 64 ms */
 #define URING_RETRY_LIMIT_NS	(5ull * 1000 * 1000 * 1000) /* give up after 5 s of EAGAIN */
-#define URING_DRAIN_WAIT_US	(500 * 1000)		    /* destroy: wait for handlers */
 #define URING_IO_WAIT_NS	(500ull * 1000 * 1000)	    /* exit: wait for backend I/O */
 
 _Static_assert(sizeof(struct fuse_uring_req_header) <= URING_HDR_STRIDE, "header stride");
@@ -101,7 +96,7 @@ enum ent_state { ENT_IDLE, ENT_KERNEL, ENT_USER, ENT_RETRY, ENT_DEAD };
 struct uring_queue;
 
 struct ring_ent {
-	rf_req req; /* handed to the dispatcher; req.chan points back here */
+	RF_REQ_ALIGNED rf_req req; /* handed to the dispatcher; req.chan points back here */
 	struct uring_queue *q;
 	struct fuse_uring_req_header *hdr;
 	char *payload;
@@ -109,77 +104,56 @@ struct ring_ent {
 	struct iovec iov[FUSE_URING_IOV_SEGS];
 	uint32_t idx;
 	uint8_t state; /* enum ent_state */
+	bool reply;    /* the pending commit carries a reply (counted), not a drop */
 };
 
-struct uring_tp;
-
 struct uring_queue {
-	struct uring_tp *tp;
-	rf_session *se;
-	unsigned int qid;
+	struct rf_uq uq; /* first: the shared queue */
 	unsigned int depth;
 	size_t max_payload;
 	uint64_t spin_ns;
-	int efd; /* wake-up eventfd: written by stop() and by deferred replies */
-	pthread_t thread;
-	bool thread_started;
 
-	/* Set up by the queue thread, read by start() once setup_done is published. */
-	bool setup_done; /* guarded by tp->lock */
-	int setup_err;
+	/* Set up by the queue thread, read by start() once its setup is reported. */
 	unsigned int ring_flags;
 	bool pinned;
 	bool fixed_fd;
-	bool reqs_registered;
 
-	/* Owned by the queue thread. */
+	/* Queue thread. */
 	bool spread;		  /* pinned queue temporarily allowed on every CPU */
 	unsigned int calm;	  /* rounds of at most one request while spread */
 	cpu_set_t home, anywhere; /* its own CPU; the CPUs the process may use */
-	struct io_uring ring;
-	bool ring_ok;
-	int dev_fd;	       /* /dev/fuse: fixed-file index 0 or the plain fd */
-	uint8_t dev_sqe_flags; /* IOSQE_FIXED_FILE or 0 */
+	int dev_fd;		  /* /dev/fuse: fixed-file index 0 or the plain fd */
+	uint8_t dev_sqe_flags;	  /* IOSQE_FIXED_FILE or 0 */
 	struct ring_ent *ents;
 	void *bufs;
 	size_t bufs_size;
 	unsigned int live;	  /* entries not DEAD */
 	unsigned int in_kernel;	  /* entries in KERNEL state */
+	unsigned int in_user;	  /* entries in USER state */
 	unsigned int io_inflight; /* backend operations on the ring */
 	unsigned int reg_errors;
 	int first_reg_err;
 	uint64_t lost; /* entries whose commit the kernel refused */
 	bool conn_gone;
-	bool efd_armed;
-	uint64_t efd_val;
 	bool timer_armed;
 	struct __kernel_timespec retry_ts;
 	uint64_t retry_delay_ns;
 	uint64_t retry_since_ns;
-	int fatal;			/* io_uring_enter failed for good */
-	bool leak;			/* backend I/O outlived the queue: its buffers must stay */
-	struct uring_queue *grave_next; /* on the graveyard list once leaked */
-
-	/* Written by foreign threads. */
-	_Alignas(64) rf_req *_Atomic deferred; /* MPSC list of replies to commit */
-	_Atomic unsigned int senders;	       /* foreign threads inside uring_send() */
-
-	_Alignas(64) struct rf_queue_stats stats;
 };
 
 struct uring_tp {
-	rf_session *se;
-	unsigned int nq;
+	struct rf_uq_set set;
 	unsigned int depth;
 	size_t max_payload;
-	_Atomic bool stopping;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	struct uring_queue *q[];
 };
 
 /* The queue whose thread is running, so a reply knows whether it is on the owning thread. */
 static __thread struct uring_queue *tls_queue;
+
+static inline struct uring_queue *uq_queue(struct rf_uq *uq)
+{
+	return (struct uring_queue *)uq;
+}
 
 /* ---- user_data: what an SQE was, and for which entry ---- */
 
@@ -206,39 +180,6 @@ static inline uint32_t ud_index(uint64_t ud)
 
 /* ---- small helpers ---- */
 
-static size_t round_up(size_t n, size_t to)
-{
-	return (n + to - 1) / to * to;
-}
-
-/* Highest possible CPU + 1: the kernel's queue count, and the valid range of qids. */
-static unsigned int possible_cpus(void)
-{
-	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
-	char line[256];
-	int n;
-
-	if (f) {
-		char *ok = fgets(line, sizeof(line), f);
-
-		fclose(f);
-		if (ok) {
-			/* "0-3,8-11": the number after the last separator is the highest id. */
-			char *last = line, *p;
-			unsigned long id;
-
-			for (p = line; *p; p++)
-				if (*p == '-' || *p == ',')
-					last = p + 1;
-			id = strtoul(last, &p, 10);
-			if (p != last && id < 65536)
-				return (unsigned int)id + 1;
-		}
-	}
-	n = get_nprocs_conf();
-	return n > 0 ? (unsigned int)n : 1;
-}
-
 /* What the kernel sizes the ring's payload by (fuse_uring_create()). */
 static size_t payload_size(const rf_session *se)
 {
@@ -251,7 +192,7 @@ static size_t payload_size(const rf_session *se)
 		sz = se->conn.max_write;
 	if (pages * RF_PAGE_SIZE > sz)
 		sz = pages * RF_PAGE_SIZE;
-	return round_up(sz, RF_PAGE_SIZE);
+	return rf_round_up(sz, RF_PAGE_SIZE);
 }
 
 static void flags_string(unsigned int f, char *buf, size_t len)
@@ -263,25 +204,10 @@ static void flags_string(unsigned int f, char *buf, size_t len)
 
 /* ---- submission (queue thread only) ---- */
 
-static struct io_uring_sqe *queue_get_sqe(struct uring_queue *q)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&q->ring);
-
-	if (!sqe) {
-		/* The SQ has a slot per entry plus spares, so this means a bug; stay alive. */
-		rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: submission queue full",
-			    q->qid);
-		io_uring_submit(&q->ring);
-		rf_stat_add(q->stats.enters, 1);
-		sqe = io_uring_get_sqe(&q->ring);
-	}
-	return sqe;
-}
-
 /* Queue a REGISTER or COMMIT_AND_FETCH for e; it goes out with the next io_uring_enter. */
 static bool ent_queue_cmd(struct uring_queue *q, struct ring_ent *e, uint32_t cmd_op)
 {
-	struct io_uring_sqe *sqe = queue_get_sqe(q);
+	struct io_uring_sqe *sqe = rf_uq_get_sqe(&q->uq);
 	struct fuse_uring_cmd_req *cmd;
 
 	if (!sqe)
@@ -292,7 +218,7 @@ static bool ent_queue_cmd(struct uring_queue *q, struct ring_ent *e, uint32_t cm
 	sqe->fd = q->dev_fd;
 	sqe->cmd_op = cmd_op;
 	cmd = (struct fuse_uring_cmd_req *)((char *)sqe + offsetof(struct io_uring_sqe, addr3));
-	cmd->qid = (uint16_t)q->qid;
+	cmd->qid = (uint16_t)q->uq.idx;
 	if (cmd_op == FUSE_IO_URING_CMD_REGISTER) {
 		sqe->addr = (uintptr_t)e->iov;
 		sqe->len = FUSE_URING_IOV_SEGS;
@@ -310,14 +236,21 @@ static void ent_kill(struct uring_queue *q, struct ring_ent *e)
 {
 	if (e->state == ENT_DEAD)
 		return;
+	if (e->state == ENT_USER)
+		q->in_user--;
 	e->state = ENT_DEAD;
 	q->live--;
 }
 
-/* The reply header and size are in place: send it and re-arm the entry. */
+/* The reply header and size are in place: count it, send it and re-arm the entry. */
 static void ent_commit(struct uring_queue *q, struct ring_ent *e)
 {
-	atomic_store_explicit(&e->req.state, RF_REQ_FREE, memory_order_relaxed);
+	if (e->reply)
+		rf_stat_reply(&q->uq.stats.own, ((struct fuse_out_header *)e->hdr->in_out)->error,
+			      e->hdr->ring_ent_in_out.payload_sz, true);
+	rf_req_set_free(&e->req);
+	q->in_user--;
+	e->state = ENT_IDLE;
 	if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
 		q->lost++;
 		ent_kill(q, e);
@@ -334,43 +267,31 @@ static void ent_set_reply(struct ring_ent *e, uint64_t unique, int error, size_t
 	e->hdr->ring_ent_in_out.payload_sz = (uint32_t)len;
 }
 
-static void queue_wake(struct uring_queue *q)
-{
-	uint64_t one = 1;
-
-	/* Can only fail if the counter were about to overflow, and then a wake-up is pending. */
-	if (write(q->efd, &one, sizeof(one)) < 0)
-		rf_log_once(RF_LOG_DEBUG, "ringfuse: io-uring wake-up: %s", strerror(errno));
-}
-
 /* ---- reply ops (any thread) ---- */
 
-/* A reply from a thread other than the queue's: hand it to the queue, never touch its ring. */
-static void defer_push(struct uring_queue *q, struct ring_ent *e)
+static void ent_hand_back(struct ring_ent *e)
 {
-	atomic_fetch_add_explicit(&q->senders, 1, memory_order_acquire);
-	/* Only the push that makes the list non-empty wakes the queue; it drains everything. */
-	if (rf_mpsc_push(&q->deferred, &e->req))
-		queue_wake(q);
-	atomic_fetch_sub_explicit(&q->senders, 1, memory_order_release);
+	struct uring_queue *q = e->q;
+
+	if (tls_queue == q)
+		ent_commit(q, e);
+	else
+		rf_uq_defer(&q->uq, &e->req);
 }
 
 static int uring_send(rf_req *req, int error, size_t len)
 {
 	struct ring_ent *e = req->chan;
-	struct uring_queue *q = e->q;
 
-	if (len > q->max_payload) {
+	if (len > e->q->max_payload) {
 		rf_log_once(RF_LOG_ERR, "ringfuse: reply of %zu bytes exceeds the ring payload",
 			    len);
 		error = -EIO;
 		len = 0;
 	}
 	ent_set_reply(e, req->unique, error, len);
-	if (tls_queue == q)
-		ent_commit(q, e);
-	else
-		defer_push(q, e);
+	e->reply = true;
+	ent_hand_back(e);
 	return 0;
 }
 
@@ -380,7 +301,11 @@ static int uring_send(rf_req *req, int error, size_t len)
  */
 static void uring_drop(rf_req *req)
 {
-	uring_send(req, 0, 0);
+	struct ring_ent *e = req->chan;
+
+	ent_set_reply(e, req->unique, 0, 0);
+	e->reply = false;
+	ent_hand_back(e);
 }
 
 /* Backend I/O of a handler running on the queue thread goes on the queue's own ring. */
@@ -392,7 +317,7 @@ static int uring_io_submit(rf_req *req)
 
 	if (tls_queue != q)
 		return -EAGAIN; /* foreign thread: the caller runs it synchronously */
-	sqe = io_uring_get_sqe(&q->ring);
+	sqe = io_uring_get_sqe(&q->uq.ring);
 	if (!sqe)
 		return -EAGAIN;
 	if (!rf_uring_prep_io(sqe, &req->io)) {
@@ -414,9 +339,9 @@ static const struct rf_reply_ops uring_reply_ops = {
 
 /* ---- completions (queue thread only) ---- */
 
-static void queue_drain_deferred(struct uring_queue *q)
+static void queue_commit_deferred(struct uring_queue *q)
 {
-	rf_req *r = rf_mpsc_take_all(&q->deferred);
+	rf_req *r = rf_uq_take_deferred(&q->uq);
 
 	while (r) {
 		rf_req *next = r->next;
@@ -433,25 +358,27 @@ static void ent_dispatch(struct uring_queue *q, struct ring_ent *e)
 	uint32_t psz = h->ring_ent_in_out.payload_sz;
 
 	e->state = ENT_USER;
+	q->in_user++;
 	e->commit_id = h->ring_ent_in_out.commit_id;
 	if (e->commit_id == 0) {
 		/* Nothing could ever answer it: the kernel would keep the request forever. */
 		rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: request without commit id",
-			    q->qid);
-		rf_stat_add(q->stats.bad_requests, 1);
+			    q->uq.idx);
+		rf_stat_inc(q->uq.stats.own.bad_requests, 1);
 		q->lost++;
 		ent_kill(q, e);
 		return;
 	}
 	if (psz > q->max_payload) {
-		rf_stat_add(q->stats.bad_requests, 1);
+		rf_stat_inc(q->uq.stats.own.bad_requests, 1);
 		ent_set_reply(e, ih->unique, -EIO, 0);
+		e->reply = true;
 		ent_commit(q, e);
 		return;
 	}
 	e->req.out = e->payload;
 	e->req.out_cap = q->max_payload;
-	rf_dispatch_split(q->se, &e->req, ih, h->op_in, sizeof(h->op_in), e->payload, psz);
+	rf_dispatch_split(q->uq.se, &e->req, ih, h->op_in, sizeof(h->op_in), e->payload, psz);
 }
 
 static void queue_arm_timer(struct uring_queue *q)
@@ -460,7 +387,7 @@ static void queue_arm_timer(struct uring_queue *q)
 
 	if (q->timer_armed)
 		return;
-	sqe = queue_get_sqe(q);
+	sqe = rf_uq_get_sqe(&q->uq);
 	if (!sqe)
 		return;
 	q->retry_ts.tv_sec = (long long)(q->retry_delay_ns / 1000000000ull);
@@ -488,14 +415,14 @@ static void ent_retry_later(struct uring_queue *q, struct ring_ent *e)
 		rf_log_once(RF_LOG_ERR,
 			    "ringfuse: io-uring queue %u: REGISTER still refused with EAGAIN "
 			    "after 5 s; giving up on the entry",
-			    q->qid);
+			    q->uq.idx);
 		reg_failed(q, e, -EAGAIN);
 		return;
 	}
 	rf_log_once(RF_LOG_DEBUG,
 		    "ringfuse: io-uring queue %u: REGISTER before the INIT reply was processed "
 		    "(EAGAIN); retrying",
-		    q->qid);
+		    q->uq.idx);
 	e->state = ENT_RETRY;
 	if (!q->retry_delay_ns)
 		q->retry_delay_ns = URING_RETRY_FIRST_NS;
@@ -524,7 +451,7 @@ static void queue_conn_gone(struct uring_queue *q)
 	if (q->conn_gone)
 		return;
 	q->conn_gone = true;
-	rf_session_conn_lost(q->se);
+	rf_session_conn_lost(q->uq.se);
 }
 
 static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind kind, int res)
@@ -553,7 +480,7 @@ static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind ki
 		/* Usually every entry fails alike: say it once per queue. */
 		if (!q->reg_errors)
 			rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: REGISTER refused: %s",
-			       q->qid, strerror(-res));
+			       q->uq.idx, strerror(-res));
 		reg_failed(q, e, res);
 		return;
 	}
@@ -565,13 +492,13 @@ static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind ki
 		 */
 		rf_log_once(RF_LOG_WARN,
 			    "ringfuse: io-uring queue %u: commit for an unknown request (ENOENT)",
-			    q->qid);
+			    q->uq.idx);
 		if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_REGISTER))
 			ent_kill(q, e);
 		return;
 	}
-	rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: COMMIT_AND_FETCH failed: %s", q->qid,
-		    strerror(-res));
+	rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: COMMIT_AND_FETCH failed: %s",
+		    q->uq.idx, strerror(-res));
 	ent_kill(q, e);
 }
 
@@ -599,8 +526,8 @@ static void queue_handle_cqe(struct uring_queue *q, uint64_t ud, int res)
 	case UD_WAKE:
 		if (res < 0 && res != -ECANCELED)
 			rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: wake-up read: %s",
-				    q->qid, strerror(-res));
-		q->efd_armed = false; /* re-armed before the next wait; the list is drained after */
+				    q->uq.idx, strerror(-res));
+		q->uq.efd_armed = false; /* re-armed before the next wait */
 		break;
 	case UD_TIMER:
 		q->timer_armed = false;
@@ -615,9 +542,18 @@ static void queue_handle_cqe(struct uring_queue *q, uint64_t ud, int res)
 		break;
 	default:
 		rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: stray completion %#llx",
-			    q->qid, (unsigned long long)ud);
+			    q->uq.idx, (unsigned long long)ud);
 		break;
 	}
+}
+
+/* Opcode of the request an entry just received (for fault injection). */
+static uint32_t ent_opcode(const struct uring_queue *q, uint64_t ud)
+{
+	const struct fuse_in_header *ih =
+		(const struct fuse_in_header *)q->ents[ud_index(ud)].hdr->in_out;
+
+	return ih->opcode;
 }
 
 static unsigned int queue_reap(struct uring_queue *q)
@@ -626,16 +562,24 @@ static unsigned int queue_reap(struct uring_queue *q)
 	unsigned int head, n = 0, reqs = 0;
 
 	/* Handlers may queue SQEs meanwhile; they go out with the next enter. */
-	io_uring_for_each_cqe(&q->ring, head, cqe)
+	io_uring_for_each_cqe(&q->uq.ring, head, cqe)
 	{
 		enum ud_kind k = ud_kind(cqe->user_data);
+		bool req = (k == UD_COMMIT || k == UD_REGISTER) && cqe->res == 0;
 
-		reqs += (k == UD_COMMIT || k == UD_REGISTER) && cqe->res == 0;
+		if (req && rf_uq_fault(&q->uq, ent_opcode(q, cqe->user_data)))
+			break;
+		reqs += req;
 		queue_handle_cqe(q, cqe->user_data, cqe->res);
 		n++;
 	}
-	io_uring_cq_advance(&q->ring, n);
+	io_uring_cq_advance(&q->uq.ring, n);
 	return reqs;
+}
+
+static void reap_uq(struct rf_uq *uq)
+{
+	queue_reap(uq_queue(uq));
 }
 
 /*
@@ -652,7 +596,7 @@ static unsigned int queue_reap(struct uring_queue *q)
 
 static void queue_adapt(struct uring_queue *q, unsigned int reqs)
 {
-	if (!q->pinned || !q->se->opts.uring_spread || reqs == 0)
+	if (!q->pinned || !q->uq.se->opts.uring_spread || reqs == 0)
 		return;
 	if (!q->spread) {
 		/* A shallow queue (uring_depth below the batch) spreads when all of it is busy. */
@@ -662,27 +606,13 @@ static void queue_adapt(struct uring_queue *q, unsigned int reqs)
 		    sched_setaffinity(0, sizeof(q->anywhere), &q->anywhere) == 0) {
 			q->spread = true;
 			q->calm = 0;
-			rf_stat_add(q->stats.spreads, 1);
+			rf_stat_inc(q->uq.stats.own.spreads, 1);
 		}
 		return;
 	}
 	q->calm = reqs <= 1 ? q->calm + 1 : 0;
 	if (q->calm >= URING_CALM_ROUNDS && sched_setaffinity(0, sizeof(q->home), &q->home) == 0)
 		q->spread = false;
-}
-
-static void queue_arm_wake(struct uring_queue *q)
-{
-	struct io_uring_sqe *sqe;
-
-	if (q->efd_armed)
-		return;
-	sqe = queue_get_sqe(q);
-	if (!sqe)
-		return;
-	io_uring_prep_read(sqe, q->efd, &q->efd_val, sizeof(q->efd_val), 0);
-	sqe->user_data = ud_pack(UD_WAKE, 0);
-	q->efd_armed = true;
 }
 
 /*
@@ -699,14 +629,14 @@ static bool queue_spin(struct uring_queue *q)
 {
 	uint64_t end;
 
-	if (io_uring_sq_ready(&q->ring)) {
-		io_uring_submit(&q->ring);
-		rf_stat_add(q->stats.enters, 1);
+	if (io_uring_sq_ready(&q->uq.ring)) {
+		io_uring_submit(&q->uq.ring);
+		rf_stat_inc(q->uq.stats.own.enters, 1);
 	}
 	end = rf_now_ns() + q->spin_ns;
 	do {
-		if (io_uring_cq_ready(&q->ring) ||
-		    atomic_load_explicit(&q->deferred, memory_order_relaxed))
+		if (io_uring_cq_ready(&q->uq.ring) ||
+		    atomic_load_explicit(&q->uq.deferred, memory_order_relaxed))
 			return true;
 		sched_yield();
 	} while (rf_now_ns() < end);
@@ -715,76 +645,60 @@ static bool queue_spin(struct uring_queue *q)
 
 static void queue_wait(struct uring_queue *q)
 {
-	int ret;
-
-	if (q->spin_ns && queue_spin(q))
+	if (q->spin_ns && !atomic_load_explicit(&q->uq.set->draining, memory_order_relaxed) &&
+	    queue_spin(q))
 		return;
-	ret = io_uring_submit_and_wait(&q->ring, 1);
-	rf_stat_add(q->stats.enters, 1);
-	if (ret >= 0 || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME)
-		return;
-	rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: io_uring_enter failed: %s", q->qid,
-	       strerror(-ret));
-	q->fatal = ret;
+	rf_uq_wait(&q->uq);
 }
 
 static bool queue_done(struct uring_queue *q)
 {
-	if (atomic_load_explicit(&q->tp->stopping, memory_order_relaxed) ||
-	    atomic_load_explicit(&q->se->exiting, memory_order_relaxed))
-		return true;
-	if (q->fatal || q->live == 0)
+	if (rf_uq_stopping(&q->uq) || q->uq.fatal || q->live == 0)
 		return true;
 	/* Entries still held by handlers can only fail now: do not wait for them. */
 	return q->conn_gone && q->in_kernel == 0 && q->io_inflight == 0;
 }
 
-/* Backend reads must not land in the buffers after they are freed: let them finish. */
-static void queue_finish_io(struct uring_queue *q)
-{
-	struct __kernel_timespec ts = {.tv_sec = 0, .tv_nsec = 10 * 1000 * 1000};
-	uint64_t deadline = rf_now_ns() + URING_IO_WAIT_NS;
-
-	while (q->io_inflight && !q->fatal && rf_now_ns() < deadline) {
-		struct io_uring_cqe *cqe;
-
-		io_uring_submit_and_wait_timeout(&q->ring, &cqe, 1, &ts, NULL);
-		queue_reap(q);
-	}
-	if (q->io_inflight) {
-		rf_log(RF_LOG_WARN,
-		       "ringfuse: io-uring queue %u: %u backend operations pending at exit", q->qid,
-		       q->io_inflight);
-		q->leak = true;
-	}
-}
-
 static void queue_loop(struct uring_queue *q)
 {
 	while (!queue_done(q)) {
-		queue_arm_wake(q);
+		rf_uq_arm_wake(&q->uq, ud_pack(UD_WAKE, 0));
 		queue_wait(q);
 		queue_adapt(q, queue_reap(q));
-		queue_drain_deferred(q);
+		queue_commit_deferred(q);
+		rf_uq_check_drained(&q->uq, q->in_user + q->io_inflight);
 	}
-	queue_finish_io(q);
+	/* Backend reads must not land in the buffers after they are freed: let them finish. */
+	if (!rf_uq_settle(&q->uq, &q->io_inflight, URING_IO_WAIT_NS, reap_uq)) {
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: io-uring queue %u: %u backend operations pending at exit",
+		       q->uq.idx, q->io_inflight);
+		q->uq.leak = true;
+	}
 	if (q->lost)
 		rf_log(RF_LOG_WARN, "ringfuse: io-uring queue %u: %llu replies were refused",
-		       q->qid, (unsigned long long)q->lost);
+		       q->uq.idx, (unsigned long long)q->lost);
+	if (q->uq.fatal)
+		rf_uq_ended(&q->uq, "its io_uring failed");
+	else if (q->live == 0 && !q->conn_gone)
+		rf_uq_ended(&q->uq, "the kernel refused all its ring entries");
+	else
+		rf_uq_ended(&q->uq, NULL);
 }
 
 /* ---- queue setup (on the queue thread) ---- */
 
 static void queue_pin(struct uring_queue *q)
 {
+	unsigned int cpu = q->uq.idx;
 	cpu_set_t set;
 
-	if (!q->se->opts.uring_pin || q->qid >= CPU_SETSIZE)
+	if (!q->uq.se->opts.uring_pin || cpu >= CPU_SETSIZE)
 		return;
 	if (sched_getaffinity(0, sizeof(q->anywhere), &q->anywhere) < 0)
 		return;
 	CPU_ZERO(&set);
-	CPU_SET(q->qid, &set);
+	CPU_SET(cpu, &set);
 	q->home = set;
 	/* Fails for an offline CPU or one outside our cpuset: serve unpinned then. */
 	q->pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
@@ -800,11 +714,11 @@ static void ent_init(struct uring_queue *q, struct ring_ent *e, uint32_t idx, ch
 	e->payload = payload;
 	e->iov[0] = (struct iovec){hdr, URING_HDR_STRIDE};
 	e->iov[1] = (struct iovec){payload, q->max_payload};
-	e->req.se = q->se;
+	e->req.se = q->uq.se;
 	e->req.rops = &uring_reply_ops;
 	e->req.chan = e;
-	e->req.queue = q->qid;
-	e->req.stats = &q->stats;
+	e->req.queue = q->uq.idx;
+	e->req.stats = &q->uq.stats;
 	e->req.out = payload;
 	e->req.out_cap = q->max_payload;
 }
@@ -812,8 +726,9 @@ static void ent_init(struct uring_queue *q, struct ring_ent *e, uint32_t idx, ch
 /* Entries and buffers, allocated and first touched here so they are local to the queue's CPU. */
 static int queue_alloc(struct uring_queue *q)
 {
-	size_t hdr_area = round_up((size_t)q->depth * URING_HDR_STRIDE, RF_PAGE_SIZE);
-	size_t ents_size = round_up(q->depth * sizeof(struct ring_ent), 64);
+	size_t hdr_area = rf_round_up((size_t)q->depth * URING_HDR_STRIDE, RF_PAGE_SIZE);
+	/* Each entry is a multiple of RF_REQ_ALIGN (its rf_req is aligned to that). */
+	size_t ents_size = q->depth * sizeof(struct ring_ent);
 	char *mem;
 
 	q->bufs_size = hdr_area + (size_t)q->depth * q->max_payload;
@@ -821,7 +736,7 @@ static int queue_alloc(struct uring_queue *q)
 	if (mem == MAP_FAILED)
 		return -errno;
 	q->bufs = mem;
-	q->ents = aligned_alloc(64, ents_size);
+	q->ents = aligned_alloc(RF_REQ_ALIGN, ents_size);
 	if (!q->ents)
 		return -ENOMEM;
 	memset(q->ents, 0, ents_size);
@@ -842,7 +757,7 @@ static int queue_ring_init(struct uring_queue *q)
 	 * wake-up round trip per request, because the kernel hands each request to the queue as
 	 * task work (docs/performance.md).
 	 */
-	const bool defer = !q->spin_ns && q->se->opts.uring_defer_taskrun;
+	const bool defer = !q->spin_ns && q->uq.se->opts.uring_defer_taskrun;
 	const unsigned int tries[] = {
 		defer ? base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 				IORING_SETUP_COOP_TASKRUN
@@ -850,40 +765,31 @@ static int queue_ring_init(struct uring_queue *q)
 		q->spin_ns ? base : base | IORING_SETUP_COOP_TASKRUN,
 		base,
 	};
-	int ret = -EINVAL;
+	int ret = rf_uq_ring_init(&q->uq, q->depth + URING_EXTRA_SQES, tries,
+				  sizeof(tries) / sizeof(tries[0]));
 
-	for (size_t i = 0; i < sizeof(tries) / sizeof(tries[0]); i++) {
-		struct io_uring_params p = {.flags = tries[i]};
-
-		ret = io_uring_queue_init_params(q->depth + URING_EXTRA_SQES, &q->ring, &p);
-		if (ret != -EINVAL)
-			break;
-	}
-	if (ret < 0) {
-		rf_uring_log_init_error("io-uring queue", q->qid, ret);
+	if (ret)
 		return ret;
-	}
-	q->ring_ok = true;
-	q->ring_flags = q->ring.flags;
+	q->ring_flags = q->uq.ring.flags;
 	/* A fixed file saves an fget/fput per command; the plain fd works as well. */
-	q->fixed_fd = io_uring_register_files(&q->ring, &q->se->fd, 1) == 0;
-	q->dev_fd = q->fixed_fd ? 0 : q->se->fd;
+	q->fixed_fd = io_uring_register_files(&q->uq.ring, &q->uq.se->fd, 1) == 0;
+	q->dev_fd = q->fixed_fd ? 0 : q->uq.se->fd;
 	q->dev_sqe_flags = q->fixed_fd ? IOSQE_FIXED_FILE : 0;
 	return 0;
 }
 
 static int queue_register_entries(struct uring_queue *q)
 {
-	int ret;
+	int ret = rf_uq_register_reqs(&q->uq, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
 
-	rf_session_register_reqs(q->se, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
-	q->reqs_registered = true;
-	queue_arm_wake(q);
+	if (ret)
+		return ret;
+	rf_uq_arm_wake(&q->uq, ud_pack(UD_WAKE, 0));
 	for (uint32_t i = 0; i < q->depth; i++)
 		if (!ent_queue_cmd(q, &q->ents[i], FUSE_IO_URING_CMD_REGISTER))
 			return -EBUSY;
-	ret = io_uring_submit(&q->ring);
-	rf_stat_add(q->stats.enters, 1);
+	ret = io_uring_submit(&q->uq.ring);
+	rf_stat_inc(q->uq.stats.own.enters, 1);
 	if (ret < 0)
 		return ret;
 	/* Refusals are posted during the submit; successes stay silent until a request. */
@@ -893,7 +799,7 @@ static int queue_register_entries(struct uring_queue *q)
 	if (q->reg_errors)
 		rf_log(RF_LOG_WARN,
 		       "ringfuse: io-uring queue %u: %u of %u entries could not be registered (%s)",
-		       q->qid, q->reg_errors, q->depth, strerror(-q->first_reg_err));
+		       q->uq.idx, q->reg_errors, q->depth, strerror(-q->first_reg_err));
 	return 0;
 }
 
@@ -910,15 +816,6 @@ static int queue_setup(struct uring_queue *q)
 	return ret;
 }
 
-static void queue_report(struct uring_queue *q, int err)
-{
-	pthread_mutex_lock(&q->tp->lock);
-	q->setup_err = err;
-	q->setup_done = true;
-	pthread_cond_broadcast(&q->tp->cond);
-	pthread_mutex_unlock(&q->tp->lock);
-}
-
 static void *queue_thread(void *arg)
 {
 	struct uring_queue *q = arg;
@@ -926,13 +823,10 @@ static void *queue_thread(void *arg)
 	int err;
 
 	tls_queue = q;
-	snprintf(name, sizeof(name), "rf-uring-%u", q->qid);
+	snprintf(name, sizeof(name), "rf-uring-%u", q->uq.idx);
 	pthread_setname_np(pthread_self(), name);
 	err = queue_setup(q);
-	if (err)
-		rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: setup failed: %s", q->qid,
-		       strerror(-err));
-	queue_report(q, err);
+	rf_uq_report_setup(&q->uq, err);
 	if (!err)
 		queue_loop(q);
 	tls_queue = NULL;
@@ -941,102 +835,27 @@ static void *queue_thread(void *arg)
 
 /* ---- transport ops (session thread) ---- */
 
-/*
- * May a foreign thread still touch q? Called once the queue thread is gone. A request is
- * claimed (REPLIED) before its reply reaches uring_send(), so REPLIED counts as busy until
- * the reply is on the list; replies left there are taken back here (nothing will commit them
- * any more) and the senders count covers the rest of uring_send().
- */
-static bool queue_busy(struct uring_queue *q)
+static void queue_free(struct rf_uq *uq)
 {
-	for (rf_req *r = rf_mpsc_take_all(&q->deferred); r; r = r->next)
-		atomic_store(&r->state, RF_REQ_FREE);
-	if (atomic_load(&q->senders))
-		return true;
-	for (unsigned int i = 0; q->ents && i < q->depth; i++)
-		if (atomic_load(&q->ents[i].req.state) != RF_REQ_FREE)
-			return true;
-	return false;
-}
+	struct uring_queue *q = uq_queue(uq);
 
-/*
- * Queues kept because a handler may still answer into them; reachable from here so that
- * leak checkers see a deliberate decision rather than a leak.
- */
-static struct uring_queue *_Atomic graveyard;
-
-static void queue_bury(struct uring_queue *q)
-{
-	q->grave_next = atomic_load(&graveyard);
-	while (!atomic_compare_exchange_weak(&graveyard, &q->grave_next, q))
-		;
-}
-
-/* Free a queue whose thread is gone; *wait_us bounds the wait for handlers still running. */
-static void queue_free(struct uring_tp *tp, struct uring_queue *q, unsigned int *wait_us)
-{
-	rf_session *se = tp->se;
-
-	if (q->reqs_registered)
-		rf_session_unregister_reqs(se, &q->ents[0].req);
-	if (q->ring_ok)
-		io_uring_queue_exit(&q->ring); /* cancels what the kernel still holds */
-	while (queue_busy(q) && *wait_us > 0) {
-		usleep(1000);
-		*wait_us = *wait_us > 1000 ? *wait_us - 1000 : 0;
-	}
-	if (q->leak || queue_busy(q)) {
-		/* A late reply would write into the entry and wake the queue: keep it all. */
-		rf_log(RF_LOG_WARN,
-		       "ringfuse: io-uring queue %u: requests still unanswered at exit; "
-		       "leaking the queue",
-		       q->qid);
-		queue_bury(q);
-		return;
-	}
 	if (q->bufs)
 		munmap(q->bufs, q->bufs_size);
 	free(q->ents);
-	if (q->efd >= 0)
-		close(q->efd);
 	free(q);
-}
-
-static void tp_free(rf_session *se, struct uring_tp *tp)
-{
-	unsigned int wait_us = URING_DRAIN_WAIT_US;
-
-	for (unsigned int i = 0; i < tp->nq; i++) {
-		struct uring_queue *q = tp->q[i];
-
-		if (!q)
-			continue;
-		if (q->thread_started)
-			pthread_join(q->thread, NULL);
-		rf_session_retire_queue(se, q->qid);
-		queue_free(tp, q, &wait_us);
-	}
-	pthread_mutex_destroy(&tp->lock);
-	pthread_cond_destroy(&tp->cond);
-	free(tp);
 }
 
 static struct uring_queue *queue_new(struct uring_tp *tp, unsigned int qid)
 {
-	struct uring_queue *q = aligned_alloc(64, round_up(sizeof(*q), 64));
+	struct uring_queue *q = aligned_alloc(64, rf_round_up(sizeof(*q), 64));
 
 	if (!q)
 		return NULL;
 	memset(q, 0, sizeof(*q));
-	q->tp = tp;
-	q->se = tp->se;
-	q->qid = qid;
 	q->depth = tp->depth;
 	q->max_payload = tp->max_payload;
-	q->spin_ns = (uint64_t)tp->se->opts.uring_spin_us * 1000;
-	/* Blocking on purpose: a non-blocking eventfd read would complete with EAGAIN at once. */
-	q->efd = eventfd(0, EFD_CLOEXEC);
-	if (q->efd < 0) {
+	q->spin_ns = (uint64_t)tp->set.se->opts.uring_spin_us * 1000;
+	if (rf_uq_init(&q->uq, &tp->set, qid) < 0) {
 		free(q);
 		return NULL;
 	}
@@ -1045,64 +864,47 @@ static struct uring_queue *queue_new(struct uring_tp *tp, unsigned int qid)
 
 static struct uring_tp *tp_new(rf_session *se, unsigned int nq)
 {
-	struct uring_tp *tp = calloc(1, sizeof(*tp) + nq * sizeof(tp->q[0]));
+	struct uring_tp *tp = calloc(1, sizeof(*tp));
 
 	if (!tp)
 		return NULL;
-	tp->se = se;
-	tp->nq = nq;
+	if (rf_uq_set_init(&tp->set, se, "io-uring queue", nq, queue_free) < 0) {
+		free(tp);
+		return NULL;
+	}
 	tp->depth = se->opts.uring_depth ? se->opts.uring_depth : URING_DEFAULT_DEPTH;
 	tp->max_payload = payload_size(se);
-	pthread_mutex_init(&tp->lock, NULL);
-	pthread_cond_init(&tp->cond, NULL);
 	return tp;
+}
+
+static void tp_free(struct uring_tp *tp)
+{
+	rf_uq_finish(&tp->set);
+	free(tp);
 }
 
 static int start_threads(struct uring_tp *tp)
 {
-	sigset_t all, old;
-	int ret = 0;
-
-	/* Signals are for the session's main thread. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	for (unsigned int i = 0; i < tp->nq; i++) {
+	for (unsigned int i = 0; i < tp->set.n; i++) {
 		struct uring_queue *q = queue_new(tp, i);
+		int ret;
 
-		if (!q) {
-			ret = -ENOMEM;
-			break;
-		}
-		tp->q[i] = q;
-		ret = -pthread_create(&q->thread, NULL, queue_thread, q);
+		if (!q)
+			return -ENOMEM;
+		ret = rf_uq_start(&q->uq, queue_thread);
 		if (ret)
-			break;
-		q->thread_started = true;
+			return ret;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return ret;
+	return 0;
 }
 
-/* Wait until every started queue has submitted its registrations or failed; first error. */
-static int wait_setup(struct uring_tp *tp, bool *kernel_refused)
+/* Whether the kernel refused some queue's REGISTERs (so it fell back to /dev/fuse itself). */
+static bool kernel_refused(const struct uring_tp *tp)
 {
-	int err = 0;
-
-	pthread_mutex_lock(&tp->lock);
-	for (unsigned int i = 0; i < tp->nq; i++) {
-		struct uring_queue *q = tp->q[i];
-
-		if (!q || !q->thread_started)
-			continue;
-		while (!q->setup_done)
-			pthread_cond_wait(&tp->cond, &tp->lock);
-		if (q->reg_errors)
-			*kernel_refused = true;
-		if (q->setup_err && !err)
-			err = q->setup_err;
-	}
-	pthread_mutex_unlock(&tp->lock);
-	return err;
+	for (unsigned int i = 0; i < tp->set.n; i++)
+		if (tp->set.q[i] && uq_queue(tp->set.q[i])->reg_errors)
+			return true;
+	return false;
 }
 
 /* Make the kernel give up waiting for the ring: a REGISTER with a bad iovec count fails. */
@@ -1138,25 +940,26 @@ static void force_dev_fallback(rf_session *se)
 
 static void log_started(const struct uring_tp *tp)
 {
-	const struct uring_queue *q0 = tp->q[0];
+	const struct uring_queue *q0 = uq_queue(tp->set.q[0]);
 	unsigned int pinned = 0;
 	char flags[96];
 
-	for (unsigned int i = 0; i < tp->nq; i++)
-		pinned += tp->q[i]->pinned;
+	for (unsigned int i = 0; i < tp->set.n; i++)
+		pinned += uq_queue(tp->set.q[i])->pinned;
 	flags_string(q0->ring_flags, flags, sizeof(flags));
 	rf_log(RF_LOG_INFO,
 	       "ringfuse: io-uring transport: %u queues x depth %u, payload %zu KiB, flags %s%s, "
 	       "%u pinned%s, spin %u us",
-	       tp->nq, tp->depth, tp->max_payload / 1024, flags, q0->fixed_fd ? "|fixed-fd" : "",
-	       pinned, pinned && tp->se->opts.uring_spread ? " (spread under load)" : "",
-	       tp->se->opts.uring_spin_us);
+	       tp->set.n, tp->depth, tp->max_payload / 1024, flags, q0->fixed_fd ? "|fixed-fd" : "",
+	       pinned, pinned && tp->set.se->opts.uring_spread ? " (spread under load)" : "",
+	       tp->set.se->opts.uring_spin_us);
 }
 
 static int uring_start(rf_session *se)
 {
-	unsigned int nq = possible_cpus();
-	bool kernel_refused = false;
+	/* The kernel's count (fuse_uring_create(): num_possible_cpus()), and it maps a caller on
+	 * CPU c to queue c. */
+	unsigned int nq = rf_possible_cpus();
 	struct uring_tp *tp;
 	int ret, err;
 
@@ -1179,37 +982,38 @@ static int uring_start(rf_session *se)
 	se->tp_data = tp;
 	ret = start_threads(tp);
 	if (ret)
-		atomic_store(&tp->stopping, true);
-	err = wait_setup(tp, &kernel_refused);
+		rf_uq_stop(&tp->set);
+	err = rf_uq_wait_setup(&tp->set);
 	if (!ret)
 		ret = err;
 	if (ret) {
-		atomic_store(&tp->stopping, true);
-		for (unsigned int i = 0; i < tp->nq; i++)
-			if (tp->q[i])
-				queue_wake(tp->q[i]);
+		bool refused = kernel_refused(tp);
+
 		se->tp_data = NULL;
-		tp_free(se, tp);
-		if (!kernel_refused)
+		tp_free(tp);
+		if (!refused)
 			force_dev_fallback(se);
 		return ret;
 	}
-	for (unsigned int i = 0; i < tp->nq; i++)
-		rf_session_register_queue(se, i, &tp->q[i]->stats);
+	rf_uq_publish_stats(&tp->set);
 	log_started(tp);
 	return 0;
+}
+
+static void uring_drain(rf_session *se, uint64_t deadline_ns)
+{
+	struct uring_tp *tp = se->tp_data;
+
+	if (tp)
+		rf_uq_drain(&tp->set, deadline_ns);
 }
 
 static void uring_stop(rf_session *se)
 {
 	struct uring_tp *tp = se->tp_data;
 
-	if (!tp)
-		return;
-	atomic_store(&tp->stopping, true);
-	for (unsigned int i = 0; i < tp->nq; i++)
-		if (tp->q[i])
-			queue_wake(tp->q[i]);
+	if (tp)
+		rf_uq_stop(&tp->set);
 }
 
 static void uring_destroy(rf_session *se)
@@ -1218,14 +1022,14 @@ static void uring_destroy(rf_session *se)
 
 	if (!tp)
 		return;
-	uring_stop(se);
 	se->tp_data = NULL;
-	tp_free(se, tp);
+	tp_free(tp);
 }
 
 const struct rf_transport rf_transport_uring = {
 	.name = "uring",
 	.start = uring_start,
+	.drain = uring_drain,
 	.stop = uring_stop,
 	.destroy = uring_destroy,
 };

@@ -502,7 +502,7 @@ static int feed_direct(rf_session *se, const struct fuse_in_header *ih, const vo
 		       const void *op_in, size_t op_in_len, const void *payload, size_t payload_len,
 		       bool split, size_t out_cap)
 {
-	rf_req req;
+	RF_REQ_ALIGNED rf_req req;
 	int answered;
 
 	if (split && payload_len > out_cap)
@@ -531,7 +531,7 @@ static int feed_direct(rf_session *se, const struct fuse_in_header *ih, const vo
 		rf_dispatch_msg(se, &req, m, len);
 		free(m);
 	}
-	answered = atomic_load(&req.state) != RF_REQ_ACTIVE;
+	answered = rf_req_state(&req) != RF_REQ_ACTIVE;
 	free(req.out);
 	return answered;
 }
@@ -547,7 +547,7 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 	unsigned char *rec = scratch_get(len ? len : 1);
 	size_t body_len = len > sizeof(ih) ? len - sizeof(ih) : 0;
 	size_t op_len, take, payload_len = 0;
-	uint64_t bad_before = rf_stat_get(se->dev_stats.bad_requests);
+	uint64_t bad_before = rf_session_totals(se).bad_requests;
 	uint64_t fh = 0;
 	bool refused;
 	int ret;
@@ -618,7 +618,7 @@ static void feed_record(rf_session *se, unsigned int mode, const uint8_t *data, 
 		     reply->count);
 	if (!direct && rf_mem_pending(se) != 0)
 		FAIL("%u requests pending after a synchronous answer", rf_mem_pending(se));
-	refused = rf_stat_get(se->dev_stats.bad_requests) != bad_before;
+	refused = rf_session_totals(se).bad_requests != bad_before;
 
 	if (reply->dropped) {
 		/* Without a whole unique there is nobody to answer. */
@@ -721,8 +721,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		nrec++;
 	}
 
-	if (rf_stat_get(se->dev_stats.dup_replies))
-		FAIL("%" PRIu64 " duplicate replies", rf_stat_get(se->dev_stats.dup_replies));
+	if (rf_session_totals(se).dup_replies)
+		FAIL("%" PRIu64 " duplicate replies", rf_session_totals(se).dup_replies);
 	rf_mem_session_destroy(se);
 	fuzz_memfs_stop();
 	if (fuzz_memfs_inodes() || fuzz_memfs_bytes())

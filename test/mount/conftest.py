@@ -78,7 +78,8 @@ def _umask():
 
 @pytest.fixture
 def mounter():
-    """Factory: mounter(transport, fs="memfs", opts=(), path=None) -> a started Mount.
+    """Factory: mounter(transport, fs="memfs", opts=(), path=None, src=None, args=()) -> a
+    started Mount (args: command-line arguments such as "-s").
 
     Everything it mounted is unmounted at teardown (even when the test failed); the daemon must
     then exit 0 and leave a clean log, unless the test cleared m.expect_clean / set
@@ -86,12 +87,12 @@ def mounter():
     """
     made = []
 
-    def mount(transport, fs="memfs", opts=(), path=None, src=None):
+    def mount(transport, fs="memfs", opts=(), path=None, src=None, args=()):
         if rfutil.base_transport(transport) == "uring":
             why = rfutil.uring_unusable_reason()
             if why:
                 pytest.skip("FUSE over io_uring unavailable: " + why)
-        m = Mount(fs, transport, path=path, opts=opts, src=src)
+        m = Mount(fs, transport, path=path, opts=opts, src=src, args=args)
         try:
             m.start()
         except MountError as e:

@@ -241,7 +241,7 @@ def _child_setup():
 class Daemon:
     """A daemon process with its log file. Knows nothing about mounts."""
 
-    def __init__(self, argv, log_path):
+    def __init__(self, argv, log_path, env=None, pass_fds=()):
         self.argv = list(argv)
         self.log_path = log_path
         with open(log_path, "ab") as logf:
@@ -249,7 +249,8 @@ class Daemon:
             logf.flush()
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=logf,
                                          stderr=logf, start_new_session=True,
-                                         preexec_fn=_child_setup)
+                                         preexec_fn=_child_setup, env=env,
+                                         pass_fds=pass_fds)
         self.pid = self.proc.pid
         _live[self.pid] = self
 
@@ -348,15 +349,23 @@ class Mount:
     path, pid, transport, fs, log_path, src (passthrough's source dir) are plain attributes.
     expect_clean: the teardown insists on exit status 0 (a test that kills or aborts the
     daemon clears it). allow_errors: ERROR lines in the log are expected (sanitizer reports
-    still fail the test).
+    still fail the test). argv (with env) runs another program instead of a ringfuse daemon
+    (it must mount path); expect_transport is the transport its log must name (default:
+    transport; None: any).
     """
 
     # Default mount options: allow_other because tests act as other users.
     DEFAULT_OPTS = ("allow_other",)
 
-    def __init__(self, fs, transport, path=None, opts=(), src=None):
+    def __init__(self, fs, transport, path=None, opts=(), src=None, argv=None, env=None,
+                 expect_transport="", args=()):
         self.fs = fs
         self.transport = transport
+        self.argv = argv
+        self.env = env
+        self.args = tuple(args)  # command-line arguments before the mountpoint (e.g. "-s")
+        self.expect_transport = base_transport(transport) if expect_transport == "" \
+            else expect_transport
         self.path = path or make_dir("mnt-")
         self.src = src
         if fs == "passthrough" and self.src is None:
@@ -374,12 +383,15 @@ class Mount:
     # -- start ---------------------------------------------------------------------------
 
     def start(self):
-        binary = fs_binary(self.fs)
-        if not os.access(binary, os.X_OK):
-            raise MountError("daemon binary %s not found (build first, or set RINGFUSE_BUILD)"
-                             % binary)
-        argv = daemon_argv(self.fs, self.path, self.transport, self.opts, self.src)
-        self.daemon = Daemon(argv, self.log_path)
+        argv = self.argv
+        if argv is None:
+            binary = fs_binary(self.fs)
+            if not os.access(binary, os.X_OK):
+                raise MountError("daemon binary %s not found (build first, or set "
+                                 "RINGFUSE_BUILD)" % binary)
+            argv = daemon_argv(self.fs, self.path, self.transport, self.opts, self.src,
+                               extra_args=self.args)
+        self.daemon = Daemon(argv, self.log_path, env=self.env)
         self.pid = self.daemon.pid
         deadline = time.monotonic() + MOUNT_TIMEOUT
         while not is_mounted(self.path):
@@ -404,9 +416,9 @@ class Mount:
                     raise MountError("no 'transport <name>' line in the log %.0fs after start\n%s"
                                      % (MOUNT_TIMEOUT, self.log_report()))
                 time.sleep(0.01)
-        if got != base_transport(self.transport):
+        if self.expect_transport is not None and got != self.expect_transport:
             raise MountError("asked for transport %s but the daemon logged %s\n%s" %
-                             (self.transport, got, self.log_report()))
+                             (self.expect_transport, got, self.log_report()))
         # The mount must answer: a stat that hangs means INIT or the first request is stuck.
         err = call_with_timeout(os.stat, (self.path,), max(1.0, deadline - time.monotonic()))
         if err == "timeout":

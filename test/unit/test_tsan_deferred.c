@@ -55,6 +55,7 @@ enum job_kind { JOB_STOP, JOB_ATTR, JOB_DATA, JOB_NONE, JOB_RACE };
 
 struct race {
 	rf_req *req;
+	uint64_t id;	     /* the request's node id (req is a handle, not a struct to read) */
 	_Atomic int arrived; /* racers that picked the job up (the handler counts too) */
 	_Atomic int done;
 	int result[3]; /* what each party's reply returned */
@@ -139,7 +140,7 @@ static void race_reply(struct race *r, int slot)
 	while (atomic_load(&r->arrived) < 3)
 		sched_yield();
 	if (r->err[slot] == 0) {
-		e = entry_of(r->req->nodeid);
+		e = entry_of(r->id);
 		r->result[slot] = rf_reply_entry(r->req, &e);
 	} else {
 		r->result[slot] = rf_reply_err(r->req, r->err[slot]);
@@ -227,6 +228,7 @@ static void fs_lookup(rf_req *req, rf_ino parent, const char *name)
 	(void)name;
 	memset(&r, 0, sizeof(r));
 	r.req = req;
+	r.id = parent;
 	/* Each round a different party answers with a body, the others with errors. */
 	r.err[0] = ENOENT;
 	r.err[1] = EACCES;
@@ -440,8 +442,8 @@ int main(void)
 
 	{
 		unsigned long zero = 0, twice = 0;
-		uint64_t dups = rf_stat_get(se->dev_stats.dup_replies);
-		uint64_t deferred = rf_stat_get(se->dev_stats.deferred);
+		uint64_t dups = rf_session_totals(se).dup_replies;
+		uint64_t deferred = rf_session_totals(se).deferred;
 
 		for (uint64_t id = 1; id <= n; id++) {
 			unsigned char w = atomic_load(&wins[id]);
