@@ -39,7 +39,9 @@ int rf_entry_mem_reserve(struct rf_entry_mem *m, unsigned int depth_max, size_t 
 {
 	void *p;
 
-	memset(m, 0, sizeof(*m));
+	/* Field by field: another thread may sample usable meanwhile (it stays 0 until then). */
+	atomic_store_explicit(&m->usable, 0, memory_order_relaxed);
+	m->base = NULL;
 	m->hdr_stride = hdr_stride;
 	m->hdr_area = round_page((size_t)depth_max * hdr_stride);
 	m->payload = round_page(payload);
@@ -47,12 +49,8 @@ int rf_entry_mem_reserve(struct rf_entry_mem *m, unsigned int depth_max, size_t 
 	m->reserved = m->hdr_area + (size_t)depth_max * m->payload;
 	/* Address space only: nothing is committed until an entry is made usable. */
 	p = mmap(NULL, m->reserved, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		int err = -errno;
-
-		memset(m, 0, sizeof(*m));
-		return err;
-	}
+	if (p == MAP_FAILED)
+		return -errno;
 	m->base = p;
 	/* Huge pages would make a small request cost 2 MiB and a trim split them: keep 4 KiB. */
 	madvise(m->base + m->hdr_area, m->reserved - m->hdr_area, MADV_NOHUGEPAGE);
@@ -88,10 +86,14 @@ void rf_entry_mem_release(struct rf_entry_mem *m)
 uint64_t rf_entry_mem_resident(const struct rf_entry_mem *m)
 {
 	unsigned int usable = atomic_load_explicit(&m->usable, memory_order_acquire);
-	size_t len = (size_t)usable * m->payload, done = 0;
+	size_t len, done = 0;
 	unsigned char vec[1024];
 	uint64_t pages = 0;
 
+	/* The layout fields were written before usable became non-zero (release). */
+	if (!usable)
+		return 0;
+	len = (size_t)usable * m->payload;
 	while (done < len) {
 		size_t chunk = len - done < sizeof(vec) * PAGE ? len - done : sizeof(vec) * PAGE;
 
