@@ -333,3 +333,31 @@ def test_data_survives_constant_trimming(mnt, transport, fs):
     q, _ = live_fields(mnt)
     trims = sum(f["trims"] for f in q.values())
     assert trims >= 100, "only %d trims in 6 s with uring_trim_ms=1: %s" % (trims, q)
+
+
+@pytest.mark.transports("uring")
+def test_locked_memory_need_is_said_before_rings_fail(transport):
+    """Without CAP_IPC_LOCK the rings' kernel memory counts against RLIMIT_MEMLOCK. With a
+    limit that lets the probe's small ring through but not the queues' rings (uring_depth=64:
+    24 KiB per thread), the daemon refuses to start and says how much it needs and what the
+    limit allows, before any ring fails."""
+    need_uring()
+    if not shutil.which("prlimit") or not shutil.which("setpriv"):
+        pytest.skip("prlimit and setpriv (util-linux) are needed")
+    mnt = make_dir("mnt-")
+    threads = 1 if transport in rfutil.TRANSPORT_VARIANTS else possible_cpus()
+    argv = ["setpriv", "--inh-caps=-ipc_lock", "--bounding-set=-ipc_lock", "prlimit",
+            "--memlock=12288:12288", "--"] + daemon_argv("memfs", mnt, transport,
+                                                         opts=("uring_depth=64",))
+    # The limit is the user's, shared with rings of other processes: those of a daemon that
+    # just exited are released by the kernel a moment later.
+    for _ in range(10):
+        out = expect_start_failure(argv, mnt + ".log", mnt)
+        if "cannot create an io_uring" not in out:
+            break
+        time.sleep(0.5)
+    need = re.search(r"the io_uring rings need (\d+) KiB of locked memory, and RLIMIT_MEMLOCK "
+                     r"allows 12 KiB", out)
+    assert need, out
+    # At least one ring of 64 entries (24 KiB), one per thread.
+    assert int(need.group(1)) >= 24 * threads, out
