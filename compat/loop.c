@@ -5,10 +5,10 @@
  *
  * The multi-threaded loop runs on ringfuse's transports as chosen by the options: io-uring by
  * default where the kernel offers it, /dev/fuse workers otherwise. The single-threaded loop
- * promises that every callback runs on the calling thread. Over io-uring that needs one thread
- * serving every queue, which ringfuse cannot do yet, so such a loop is served over /dev/fuse
- * with a one-line note; URING_ONE_THREAD is the switch for when it can. A filesystem with its
- * own loop reads /dev/fuse itself: the classic transport, without threads of the library's.
+ * promises that every callback runs on the calling thread: ringfuse serves it so on every
+ * transport (over io-uring, the calling thread serves every queue and /dev/fuse through one
+ * ring). A filesystem with its own loop reads /dev/fuse itself: the classic transport,
+ * without threads of the library's.
  *
  * Whatever the loop, it returns 0 when the filesystem is unmounted, the signal's number after
  * fuse_set_signal_handlers() saw one, or -errno; the exit flag is cleared on the way out.
@@ -20,9 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* 1 once ringfuse can serve every io-uring queue from one thread (-o uring_threads=1). */
-#define URING_ONE_THREAD 0
 
 int fuse_session_loop_mt_312(struct fuse_session *se, struct fuse_loop_config *config);
 int fuse_session_loop_mt_32(struct fuse_session *se, struct fuse_loop_config_v1 *config);
@@ -49,16 +46,6 @@ static int serve(struct fuse_session *se, bool one_thread)
 	int ret = 0;
 
 	if (!atomic_load(&se->exited)) {
-		if (one_thread) {
-			if (URING_ONE_THREAD) {
-				rf_embed_opts(se->rs, "uring_threads=1", "single-threaded loop");
-			} else if (rf_embed_uring_likely(se->rs)) {
-				fuse_log(FUSE_LOG_INFO,
-					 "ringfuse: note: a single-threaded loop is served over "
-					 "/dev/fuse (io-uring needs a thread per queue for now)\n");
-				rf_embed_opts(se->rs, "transport=dev", "single-threaded loop");
-			}
-		}
 		se->served = true;
 		ret = rf_embed_serve(se->rs, one_thread);
 	}

@@ -620,6 +620,12 @@ struct rf_queue_stats {
 	uint64_t dup_replies;		      /* second replies refused */
 	uint64_t deferred;		      /* requests unanswered when their callback returned */
 	uint64_t spreads; /* io-uring: times the pinned queue thread was let onto every CPU */
+	/* io-uring queues (see -o uring_depth_min, uring_trim_ms): */
+	uint64_t entries;	   /* ring entries registered now */
+	uint64_t grows;		   /* times the queue registered more entries, all being busy */
+	uint64_t trims;		   /* idle entries whose payload memory was given back */
+	uint64_t payload_resident; /* bytes of the entries' payload buffers in memory now */
+	uint64_t thread;	   /* the thread serving the queue (not summed in total) */
 };
 struct rf_stats {
 	char transport[16];   /* as rf_session_transport() */
@@ -629,6 +635,7 @@ struct rf_stats {
 	struct rf_queue_stats dev;
 	struct rf_queue_stats total;	  /* dev and every queue, summed */
 	struct rf_queue_stats queue[256]; /* per queue, nqueues valid */
+	unsigned int nthreads;		  /* io-uring: threads serving the queues */
 };
 /* Snapshot of the counters, from any thread while the session exists; each counter is read
  * atomically, the set is not one instant. out is about 150 KiB: allocate it. Returns 0 or

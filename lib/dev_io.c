@@ -243,7 +243,7 @@ static size_t dev_out_cap(const rf_session *se)
  * drain deadline. */
 static void loop_drain(struct dev_loop *l)
 {
-	uint64_t deadline = rf_session_drain_deadline(l->se);
+	uint64_t deadline = 0;
 
 	for (;;) {
 		unsigned int busy = 0;
@@ -253,6 +253,10 @@ static void loop_drain(struct dev_loop *l)
 				busy++;
 		if (!busy && !atomic_load(&l->senders))
 			return;
+		/* Fixed only when there is something to wait for: a reader that hands its thread
+		 * over to the transport (after INIT) must not start the session's drain clock. */
+		if (!deadline)
+			deadline = rf_session_drain_deadline(l->se);
 		if (rf_now_ns() >= deadline)
 			break;
 		usleep(1000);
@@ -272,8 +276,6 @@ static void loop_drain(struct dev_loop *l)
  * cache=none, transport=uring: unlink 36.8k/40.7k -> 51.0k/45.3k/s, about 4400 reads of
  * forgets down to about 200.
  */
-#define DEV_FORGET_GATHER_US 1000
-
 static bool is_forget(const char *msg, size_t len)
 {
 	uint32_t op;
@@ -284,16 +286,13 @@ static bool is_forget(const char *msg, size_t len)
 	return op == FUSE_FORGET || op == FUSE_BATCH_FORGET;
 }
 
-int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats,
-		 bool *leaked_out)
+static struct dev_loop *loop_new(rf_session *se, int fd, unsigned int queue,
+				 struct rf_qstats *stats)
 {
 	struct dev_loop *l = calloc(1, sizeof(*l));
-	unsigned int leaked = 0;
-	int ret = 0;
 
-	*leaked_out = false;
 	if (!l)
-		return -ENOMEM;
+		return NULL;
 	tls_loop = l;
 	l->se = se;
 	l->fd = fd;
@@ -302,8 +301,50 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *s
 	l->out_cap = dev_out_cap(se);
 	pthread_mutex_init(&l->wait_lock, NULL);
 	pthread_cond_init(&l->wait_cond, NULL);
+	return l;
+}
 
-	while (!atomic_load(&se->exiting)) {
+/* Drain, then free the loop, or keep it (and say so) while a handler still owes a reply. */
+static void loop_end(struct dev_loop *l, bool *leaked_out)
+{
+	rf_session *se = l->se;
+	unsigned int leaked = 0;
+
+	loop_drain(l);
+	for (unsigned int i = 0; i < l->nslots; i++) {
+		struct dev_slot *s = l->slots[i];
+
+		rf_session_unregister_reqs(se, &s->req);
+		/* A handler that never answered still owns its slot (and the loop): leaking them
+		 * beats a late reply writing into freed memory. */
+		if (rf_req_state(&s->req) == RF_REQ_FREE)
+			slot_free(s, se->dev_bufsize, sizeof(struct fuse_out_header) + l->out_cap);
+		else
+			leaked++;
+	}
+	if (tls_loop == l)
+		tls_loop = NULL;
+	if (!leaked && !atomic_load(&l->senders)) {
+		pthread_mutex_destroy(&l->wait_lock);
+		pthread_cond_destroy(&l->wait_cond);
+		free(l);
+	} else {
+		*leaked_out = true; /* a late reply may still write to fd */
+		loop_bury(l);
+	}
+}
+
+int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats,
+		 bool *leaked_out)
+{
+	struct dev_loop *l = loop_new(se, fd, queue, stats);
+	int ret = 0;
+
+	*leaked_out = false;
+	if (!l)
+		return -ENOMEM;
+	/* A transport that serves on this thread (rf_transport.serve) takes over after INIT. */
+	while (!atomic_load(&se->exiting) && !se->serve_here) {
 		struct dev_slot *s = slot_get(l);
 		ssize_t n;
 
@@ -338,29 +379,65 @@ int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *s
 
 		rf_dispatch_msg(se, &s->req, s->in, (size_t)n);
 		if (pause)
-			usleep(DEV_FORGET_GATHER_US);
+			usleep(RF_DEV_FORGET_GATHER_US);
 	}
 
-	loop_drain(l);
-	for (unsigned int i = 0; i < l->nslots; i++) {
-		struct dev_slot *s = l->slots[i];
-
-		rf_session_unregister_reqs(se, &s->req);
-		/* A handler that never answered still owns its slot (and the loop): leaking them
-		 * beats a late reply writing into freed memory. */
-		if (rf_req_state(&s->req) == RF_REQ_FREE)
-			slot_free(s, se->dev_bufsize, sizeof(struct fuse_out_header) + l->out_cap);
-		else
-			leaked++;
-	}
-	tls_loop = NULL;
-	if (!leaked && !atomic_load(&l->senders)) {
-		pthread_mutex_destroy(&l->wait_lock);
-		pthread_cond_destroy(&l->wait_cond);
-		free(l);
-	} else {
-		*leaked_out = true; /* a late reply may still write to fd */
-		loop_bury(l);
-	}
+	loop_end(l, leaked_out);
 	return ret;
+}
+
+/* ---- a /dev/fuse reader driven by another loop (an io_uring read of the io-uring transport
+ * serving on one thread) ---- */
+
+struct rf_dev_reader *rf_dev_reader_new(rf_session *se, int fd, unsigned int queue,
+					struct rf_qstats *stats)
+{
+	return (struct rf_dev_reader *)loop_new(se, fd, queue, stats);
+}
+
+void *rf_dev_reader_buf(struct rf_dev_reader *r, rf_req **slot)
+{
+	struct dev_loop *l = (struct dev_loop *)r;
+	struct dev_slot *head = atomic_load_explicit(&l->free_head, memory_order_acquire);
+	struct dev_slot *s = NULL;
+
+	while (head &&
+	       !atomic_compare_exchange_weak_explicit(&l->free_head, &head, head->next_free,
+						      memory_order_acquire, memory_order_acquire))
+		;
+	s = head;
+	if (!s && l->nslots < DEV_MAX_SLOTS) {
+		s = slot_new(l);
+		if (s)
+			l->slots[l->nslots++] = s;
+	}
+	if (!s)
+		return NULL;
+	*slot = &s->req;
+	return s->in;
+}
+
+bool rf_dev_reader_dispatch(struct rf_dev_reader *r, rf_req *slot, size_t n)
+{
+	struct dev_loop *l = (struct dev_loop *)r;
+	struct dev_slot *s = slot->chan;
+	/* Looked at before dispatch: the slot is not ours any more afterwards. */
+	bool forget = is_forget(s->in, n);
+
+	rf_stat_inc(l->stats->own.enters, 1);
+	rf_dispatch_msg(l->se, slot, s->in, n);
+	return forget;
+}
+
+void rf_dev_reader_put(struct rf_dev_reader *r, rf_req *slot)
+{
+	(void)r;
+	slot_release(slot->chan);
+}
+
+void rf_dev_reader_end(struct rf_dev_reader *r, bool *leaked)
+{
+	*leaked = false;
+	if (r)
+		loop_end((struct dev_loop *)r, leaked);
 }

@@ -57,6 +57,7 @@ rf_session *rf_embed_new(const struct rf_ops *ops, size_t ops_size, void *userda
 	if (!se)
 		return NULL;
 	se->fd = -1;
+	se->serve_wake = -1;
 	pthread_mutex_init(&se->lock, NULL);
 	if (ops_size > sizeof(se->ops))
 		ops_size = sizeof(se->ops);
@@ -85,12 +86,6 @@ int rf_embed_opts(rf_session *se, const char *list, const char *origin)
 	free(se->opts.extra);
 	se->opts.extra = NULL;
 	return ret;
-}
-
-bool rf_embed_uring_likely(const rf_session *se)
-{
-	return se->opts.transport == RF_TP_URING ||
-	       (se->opts.transport == RF_TP_AUTO && se->uring_possible);
 }
 
 int rf_embed_mount(rf_session *se, const char *mountpoint)
@@ -149,6 +144,8 @@ int rf_embed_serve(rf_session *se, bool one_thread)
 	atomic_store(&serving, se);
 	if (!atomic_load(&se->exiting))
 		ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats, &leaked);
+	if (ret == 0 && se->serve_here && se->tp && se->tp->serve)
+		ret = se->tp->serve(se);
 	atomic_store(&serving, NULL);
 	if (ret < 0) {
 		int none = 0;
@@ -168,6 +165,7 @@ int rf_embed_serve(rf_session *se, bool one_thread)
 void rf_embed_exit(rf_session *se)
 {
 	atomic_store(&se->exiting, true);
+	rf_session_wake_serve(se);
 	if (atomic_load(&serving) == se && !pthread_equal(pthread_self(), se->main_thread))
 		pthread_kill(se->main_thread, SIGUSR2);
 }

@@ -26,9 +26,6 @@ rf_session *rf_embed_new(const struct rf_ops *ops, size_t ops_size, void *userda
  * Options the library does not know are an error here: there is no filesystem to take them.
  * origin names the list in messages. Returns 0 or -EINVAL (the reason was logged). */
 int rf_embed_opts(rf_session *se, const char *list, const char *origin);
-/* True when INIT would try io-uring: transport=uring, or auto where the probe found it usable
- * (known once the session is mounted). */
-bool rf_embed_uring_likely(const rf_session *se);
 
 /* Check the mountpoint and that the transport asked for can work, size the buffers and mount
  * (mount(2) as root, fusermount3 otherwise). Returns 0 or -errno. */
@@ -44,10 +41,10 @@ void rf_embed_unmount(rf_session *se);
 /*
  * Serve on the calling thread until the connection ends or rf_embed_exit() is called. The
  * calling thread reads /dev/fuse (INIT arrives there); the transport chosen at INIT adds its
- * own threads, except with one_thread, where the calling thread alone runs every callback (the
- * dev transport without workers: choose it with the options before calling). Before returning,
- * the transport's threads are stopped and joined, so no callback runs afterwards. Neither
- * unmounts nor calls ops.destroy. Returns 0 or -errno.
+ * own threads, except with one_thread, where the calling thread alone runs every callback on
+ * every transport (io-uring: it serves every queue and /dev/fuse through one ring). Before
+ * returning, the transport's threads are stopped and joined, so no callback runs afterwards.
+ * Neither unmounts nor calls ops.destroy. Returns 0 or -errno.
  */
 int rf_embed_serve(rf_session *se, bool one_thread);
 /* Ask the session to stop: the serving thread (if any) is woken. Async-signal-safe. */

@@ -4,14 +4,13 @@
  * io-uring queues may only register after its reply has been processed.
  */
 #include "ringfuse_i.h"
+#include "uring_plan.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/sysinfo.h>
 
-#define RF_DEFAULT_URING_DEPTH 16
-#define RF_MAX_PAGES_DEFAULT   256
+#define RF_MAX_PAGES_DEFAULT 256
 
 /* What every ringfuse filesystem gets unless its init() says otherwise. */
 static const uint64_t default_want = RF_CAP_ASYNC_READ | RF_CAP_ATOMIC_O_TRUNC | RF_CAP_BIG_WRITES |
@@ -33,13 +32,6 @@ static uint32_t max_pages_limit(void)
 		fclose(f);
 	}
 	return v > 65535 ? 65535 : v;
-}
-
-static unsigned int uring_queues(void)
-{
-	int n = get_nprocs_conf();
-
-	return n > 0 ? (unsigned int)n : 1;
 }
 
 static const struct rf_transport *choose_transport(rf_session *se, uint64_t offered)
@@ -67,7 +59,7 @@ static const struct rf_transport *choose_transport(rf_session *se, uint64_t offe
 static void default_limits(rf_session *se, const struct fuse_init_in *in)
 {
 	struct rf_conn_info *c = &se->conn;
-	unsigned int depth = se->opts.uring_depth ? se->opts.uring_depth : RF_DEFAULT_URING_DEPTH;
+	unsigned int depth = se->opts.uring_depth ? se->opts.uring_depth : RF_URING_DEPTH_DEFAULT;
 	uint32_t limit = max_pages_limit();
 	uint32_t max_write = se->dev_bufsize - RF_PAGE_SIZE;
 	unsigned int bg;
@@ -82,17 +74,11 @@ static void default_limits(rf_session *se, const struct fuse_init_in *in)
 	c->max_pages = (max_write + RF_PAGE_SIZE - 1) / RF_PAGE_SIZE;
 	c->max_readahead = in->max_readahead;
 	c->time_gran = 1;
-	/*
-	 * Async requests (readahead, direct and async I/O, writeback) are capped by
-	 * max_background on top of the queue depth: the two multiply, so size it from
-	 * queues x depth instead of the kernel's default of 12.
-	 */
+	/* Async requests are capped by max_background on top of the ring depth: sized from
+	 * queues x the depth they may grow to (rf_uring_max_background()). */
 	bg = se->opts.max_background;
-	if (!bg) {
-		bg = uring_queues() * depth;
-		if (bg < 64)
-			bg = 64;
-	}
+	if (!bg)
+		bg = rf_uring_max_background(rf_possible_cpus(), depth);
 	if (bg > 65535)
 		bg = 65535;
 	c->max_background = (uint16_t)bg;

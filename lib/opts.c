@@ -8,9 +8,11 @@
  * to change; all others are those of the existing mount, and are ignored).
  */
 #include "ringfuse_i.h"
+#include "uring_plan.h"
 
 #include <sys/mount.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -29,7 +31,7 @@ static void print_help(const char *prog)
 	       "    -V, --version          print the version\n"
 	       "    -f                     stay in the foreground\n"
 	       "    -d, -o debug           trace every request (implies -f)\n"
-	       "    -s                     single-threaded (one /dev/fuse reader)\n"
+	       "    -s                     single-threaded: every callback on one thread\n"
 	       "    -o opt[,opt...]        mount and session options:\n"
 	       "\n"
 	       "    allow_other            let other users access the mount\n"
@@ -52,12 +54,21 @@ static void print_help(const char *prog)
 	       "    max_read=N             largest read request in bytes\n"
 	       "    max_background=N       async requests in flight (default: queues x depth)\n"
 	       "    transport=T            auto (default), uring, dev or uring-rw\n"
-	       "    uring_depth=N          ring entries per io-uring queue (1..%d, default 16)\n"
+	       "    uring_depth=N          ring entries an io-uring queue may grow to (1..%d,\n"
+	       "                           default 16)\n"
 	       "    uring_spin_us=N        poll for completions N us before sleeping (default 50)\n"
-	       "    uring_pin=0|1          pin each queue thread to its CPU (default 1)\n"
-	       "    uring_spread=0|1       let a pinned queue with many requests in flight run on\n"
-	       "                           every CPU until the load drops (default 1)\n"
+	       "    uring_pin=0|1          pin each io-uring thread to its queues' CPUs (default 1)\n"
+	       "    uring_spread=0|1       let a pinned io-uring thread with many requests in\n"
+	       "                           flight run on its node's CPUs until the load drops\n"
+	       "                           (default 1)\n"
 	       "    uring_defer_taskrun=0|1  DEFER_TASKRUN on the queue rings (default 0)\n"
+	       "    uring_threads=N        io-uring threads, each serving a group of CPU queues\n"
+	       "                           (1..queues, default one per queue; 1 is -s)\n"
+	       "    uring_depth_min=N      entries a queue starts with; it grows to uring_depth\n"
+	       "                           when all are busy (default 2)\n"
+	       "    uring_payload_max=SIZE bound on registered payload memory (e.g. 512M)\n"
+	       "    uring_trim_ms=N        give an entry's payload memory back after N ms idle\n"
+	       "                           (default 1000, 0 never)\n"
 	       "    threads=N              dev/uring-rw worker threads (default: online CPUs)\n"
 	       "    drain_ms=N             on a clean stop, wait up to N ms for replies still "
 	       "owed\n"
@@ -85,6 +96,37 @@ static int parse_uint(const char *key, const char *val, unsigned long min, unsig
 	}
 	*out = v;
 	return 0;
+}
+
+/* A byte count with an optional k, m or g suffix (powers of 1024). */
+static int parse_size(const char *key, const char *val, uint64_t min, uint64_t max, uint64_t *out)
+{
+	static const char units[] = "kmg";
+	const char *unit;
+	unsigned long long v;
+	unsigned int shift = 0;
+	char *end;
+
+	if (!val || !*val || val[0] == '-')
+		goto bad;
+	errno = 0;
+	v = strtoull(val, &end, 0);
+	if (errno || end == val)
+		goto bad;
+	if (*end && (unit = strchr(units, tolower((unsigned char)*end)))) {
+		shift = 10 * (unsigned int)(unit - units + 1);
+		end++;
+	}
+	if (*end || v > (max >> shift) || (v << shift) < min)
+		goto bad;
+	*out = (uint64_t)v << shift;
+	return 0;
+bad:
+	rf_log(RF_LOG_ERR,
+	       "ringfuse: option '%s=%s': expected a size from %llu to %llu bytes (k, m, g "
+	       "allowed)",
+	       key, val ? val : "", (unsigned long long)min, (unsigned long long)max);
+	return -EINVAL;
 }
 
 static int parse_bool(const char *key, const char *val, bool *out)
@@ -238,6 +280,17 @@ static int parse_one(struct rf_opts *o, char *opt)
 	} else if (!strcmp(opt, "uring_depth")) {
 		ret = parse_uint(opt, val, 1, RF_MAX_URING_DEPTH, &v);
 		o->uring_depth = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_threads")) {
+		ret = parse_uint(opt, val, 1, RF_MAX_QUEUES, &v);
+		o->uring_threads = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_depth_min")) {
+		ret = parse_uint(opt, val, 1, RF_MAX_URING_DEPTH, &v);
+		o->uring_depth_min = (unsigned int)v;
+	} else if (!strcmp(opt, "uring_payload_max")) {
+		ret = parse_size(opt, val, RF_PAGE_SIZE, 1ull << 50, &o->uring_payload_max);
+	} else if (!strcmp(opt, "uring_trim_ms")) {
+		ret = parse_uint(opt, val, 0, 3600 * 1000, &v);
+		o->uring_trim_ms = (unsigned int)v;
 	} else if (!strcmp(opt, "uring_spin_us")) {
 		ret = parse_uint(opt, val, 0, RF_MAX_SPIN_US, &v);
 		o->uring_spin_us = (unsigned int)v;
@@ -325,6 +378,7 @@ void rf_opts_defaults(struct rf_opts *o)
 	 * busy queue awake and costs nothing once the queue goes idle. */
 	o->uring_spin_us = 50;
 	o->drain_ms = 1000;
+	o->uring_trim_ms = RF_URING_TRIM_MS_DEFAULT;
 	o->mount_flags = MS_NOSUID | MS_NODEV;
 }
 

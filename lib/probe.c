@@ -4,6 +4,7 @@
  * ringfuse-probe tool.
  */
 #include "ringfuse_i.h"
+#include "topology.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -29,30 +30,10 @@ static int read_first_char(const char *path)
 
 unsigned int rf_cpu_list_count(const char *list)
 {
-	unsigned long count = 0;
-	const char *p = list;
+	unsigned int end;
+	int n = rf_cpulist_parse(list, NULL, 0, &end);
 
-	for (;;) {
-		char *end;
-		unsigned long first = strtoul(p, &end, 10), last = first;
-
-		if (end == p)
-			return 0;
-		p = end;
-		if (*p == '-') {
-			last = strtoul(++p, &end, 10);
-			if (end == p || last < first)
-				return 0;
-			p = end;
-		}
-		count += last - first + 1;
-		if (count > 65536)
-			return 0;
-		if (*p != ',')
-			break;
-		p++;
-	}
-	return *p == '\0' || *p == '\n' ? (unsigned int)count : 0;
+	return n > 0 ? (unsigned int)n : 0;
 }
 
 unsigned int rf_possible_cpus(void)

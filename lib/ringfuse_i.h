@@ -197,6 +197,14 @@ struct rf_transport {
 	/* Join threads and free everything start() created; afterwards none of the transport's
 	 * threads uses /dev/fuse, and its own fds are closed or retired. */
 	void (*destroy)(rf_session *se);
+	/* Optional. When start() set se->serve_here, the thread that read INIT (the session's
+	 * serving thread) stops reading /dev/fuse itself and calls this: serve everything,
+	 * /dev/fuse included, on this thread until the session exits or the connection ends.
+	 * Returns 0 or -errno. drain, stop and destroy then run on the same thread. */
+	int (*serve)(rf_session *se);
+	/* Optional. Add to out what costs a system call to read (resident payload per queue);
+	 * called by rf_session_stats() with se->lock held, after the counters were summed. */
+	void (*sample)(rf_session *se, struct rf_stats *out);
 };
 
 extern const struct rf_transport rf_transport_dev;
@@ -219,9 +227,13 @@ struct rf_opts {
 	enum rf_transport_choice transport;
 	unsigned int uring_depth; /* entries per queue */
 	unsigned int uring_spin_us;
-	unsigned int uring_queues; /* 0: one per possible CPU (the kernel requires that) */
-	unsigned int threads;	   /* dev workers; 0: one per online CPU */
-	unsigned int drain_ms;	   /* clean stop: how long to wait for replies still owed */
+	unsigned int uring_queues;    /* 0: one per possible CPU (the kernel requires that) */
+	unsigned int uring_threads;   /* 0: one per queue */
+	unsigned int uring_depth_min; /* entries a queue starts with; 0: the default */
+	uint64_t uring_payload_max;   /* bound on registered payload bytes; 0: none */
+	unsigned int uring_trim_ms;   /* idle entries give their payload back; 0: never */
+	unsigned int threads;	      /* dev workers; 0: one per online CPU */
+	unsigned int drain_ms;	      /* clean stop: how long to wait for replies still owed */
 	char *extra;		   /* "-o" options the library did not consume, comma separated */
 	uint64_t queried_mask;	   /* bit i: the i-th extra option was asked for */
 	unsigned long mount_flags; /* MS_* for mount(2) */
@@ -281,7 +293,9 @@ struct rf_session {
 	size_t dev_bufsize; /* size of a /dev/fuse read buffer for this connection */
 
 	const struct rf_transport *tp;
-	void *tp_data;
+	void *tp_data;	 /* set and cleared under lock (tp->sample reads it under lock) */
+	bool serve_here; /* the transport serves on the session's serving thread (tp->serve) */
+	_Atomic int serve_wake; /* eventfd that wakes it (stop, signals); -1 when none */
 
 	_Atomic bool exiting;
 	_Atomic bool conn_gone;		    /* the kernel ended the connection (unmount, abort) */
@@ -297,7 +311,8 @@ struct rf_session {
 	struct rf_qstats dev_stats; /* requests served by the main /dev/fuse reader */
 	struct rf_qstats *qstats[RF_MAX_QUEUES];
 	unsigned int nqueues;
-	struct rf_qstats *retired;   /* counters of queues whose threads have ended */
+	unsigned int nthreads;	   /* io-uring: threads serving the queues (0: another transport) */
+	struct rf_qstats *retired; /* counters of queues whose threads have ended */
 	struct rf_req_table *tables; /* grown as needed: transports add entries at run time */
 	size_t ntables, tables_cap;
 	struct rf_intr intr;
@@ -386,6 +401,9 @@ static inline bool rf_intr_take(rf_session *se, rf_req *req)
 }
 /* The main thread's reader was interrupted by a signal: act on pending SIGUSR1. */
 void rf_session_poll_signals(rf_session *se);
+/* Wake a transport serving on the session's thread (tp->serve) so it looks at the flags.
+ * Async-signal-safe. */
+void rf_session_wake_serve(rf_session *se);
 /* The connection is gone (ENODEV/ENOTCONN seen by any thread): begin shutdown. */
 void rf_session_conn_lost(rf_session *se);
 /* Something the session cannot do without failed (a queue died): log the line, end the
@@ -407,6 +425,25 @@ void rf_retire_fd(int fd);
 int rf_dev_serve(rf_session *se, int fd, unsigned int queue, struct rf_qstats *stats, bool *leaked);
 /* Write one message (header + body) to /dev/fuse; returns 0 or -errno. */
 int rf_dev_write(int fd, const struct iovec *iov, int iovcnt);
+/*
+ * The slots of rf_dev_serve() for a loop that reads /dev/fuse its own way (an io_uring read
+ * in the io-uring transport's ring when it serves on one thread). The thread that creates the
+ * reader is its owner (it counts its own replies). rf_dev_reader_buf() gives a free slot's
+ * read buffer (se->dev_bufsize bytes) and the slot, or NULL while handlers hold them all;
+ * a read that completed with n bytes is dispatched with rf_dev_reader_dispatch(), which says
+ * whether it was a forget (the next read may wait for the kernel to gather more); a read
+ * that failed gives its slot back with rf_dev_reader_put(). rf_dev_reader_end() drains and
+ * frees, or keeps the memory when a handler still owes a reply (*leaked).
+ */
+struct rf_dev_reader;
+struct rf_dev_reader *rf_dev_reader_new(rf_session *se, int fd, unsigned int queue,
+					struct rf_qstats *stats);
+void *rf_dev_reader_buf(struct rf_dev_reader *r, rf_req **slot);
+bool rf_dev_reader_dispatch(struct rf_dev_reader *r, rf_req *slot, size_t n);
+void rf_dev_reader_put(struct rf_dev_reader *r, rf_req *slot);
+void rf_dev_reader_end(struct rf_dev_reader *r, bool *leaked);
+/* How long the /dev/fuse reader waits after a forget while io-uring carries the requests. */
+#define RF_DEV_FORGET_GATHER_US 1000
 /* The checks and sizing rf_session_run() does before mounting (mountpoint if set, transport
  * availability, buffer sizes), for embedders that mount and serve in separate steps
  * (lib/embed.c). Returns 0 or -errno. */

@@ -29,6 +29,7 @@ static volatile sig_atomic_t stats_requested;
 void rf_session_init_core(rf_session *se)
 {
 	se->fd = -1;
+	se->serve_wake = -1;
 	pthread_mutex_init(&se->lock, NULL);
 	pthread_mutex_init(&se->intr.lock, NULL);
 	rf_intr_setup(se);
@@ -95,13 +96,29 @@ const char *rf_session_transport(const rf_session *se)
 	return se->tp ? se->tp->name : "none";
 }
 
+void rf_session_wake_serve(rf_session *se)
+{
+	int efd = atomic_load_explicit(&se->serve_wake, memory_order_acquire);
+	uint64_t one = 1;
+
+	if (efd >= 0 && write(efd, &one, sizeof(one)) < 0)
+		return; /* only full if a wake-up is already pending */
+}
+
+/* The session's serving thread may be blocked in read() of /dev/fuse or in the ring of a
+ * transport serving on it: wake it. On that thread itself (a signal handler), the blocking
+ * call returns EINTR anyway. */
+static void wake_main(rf_session *se)
+{
+	rf_session_wake_serve(se);
+	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
+		pthread_kill(se->main_thread, SIGUSR2);
+}
+
 void rf_session_exit(rf_session *se)
 {
 	atomic_store(&se->exiting, true);
-	/* The main thread may be blocked in read() of /dev/fuse: interrupt it. Called from a
-	 * signal handler on the main thread itself, the read returns EINTR anyway. */
-	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
-		pthread_kill(se->main_thread, SIGUSR2);
+	wake_main(se);
 }
 
 void rf_session_register_queue(rf_session *se, unsigned int idx, struct rf_qstats *st)
@@ -160,8 +177,7 @@ void rf_session_fail(rf_session *se, int err, const char *fmt, ...)
 	atomic_compare_exchange_strong(&se->exit_status, &none, err < 0 ? err : -EIO);
 	atomic_store(&se->failed, true);
 	atomic_store(&se->exiting, true);
-	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
-		pthread_kill(se->main_thread, SIGUSR2);
+	wake_main(se);
 }
 
 uint64_t rf_session_drain_deadline(rf_session *se)
@@ -197,9 +213,7 @@ void rf_session_conn_lost(rf_session *se)
 {
 	if (!atomic_exchange(&se->conn_gone, true))
 		atomic_store(&se->exiting, true);
-	/* The main thread may be blocked in read(); a signal makes it look at the flag. */
-	if (se->mounted && !pthread_equal(pthread_self(), se->main_thread))
-		pthread_kill(se->main_thread, SIGUSR2);
+	wake_main(se);
 }
 
 void rf_session_init_done(rf_session *se)
@@ -243,14 +257,18 @@ void rf_session_init_done(rf_session *se)
 static void on_exit_signal(int sig)
 {
 	(void)sig;
-	if (signal_session)
+	if (signal_session) {
 		atomic_store(&signal_session->exiting, true);
+		rf_session_wake_serve(signal_session);
+	}
 }
 
 static void on_stats_signal(int sig)
 {
 	(void)sig;
 	stats_requested = 1;
+	if (signal_session)
+		rf_session_wake_serve(signal_session);
 }
 
 static void on_wake_signal(int sig)
@@ -453,6 +471,8 @@ int rf_session_run(rf_session *se)
 	se->watch_wanted = true;
 
 	ret = rf_dev_serve(se, se->fd, 0, &se->dev_stats, &leaked);
+	if (ret == 0 && se->serve_here && se->tp && se->tp->serve)
+		ret = se->tp->serve(se);
 	rf_mount_watch_stop(se);
 	if (ret < 0) {
 		int none = 0;

@@ -25,6 +25,11 @@ static void add_one(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 	dst->dup_replies += rf_stat_get(src->dup_replies);
 	dst->deferred += rf_stat_get(src->deferred);
 	dst->spreads += rf_stat_get(src->spreads);
+	dst->entries += rf_stat_get(src->entries);
+	dst->grows += rf_stat_get(src->grows);
+	dst->trims += rf_stat_get(src->trims);
+	dst->payload_resident += rf_stat_get(src->payload_resident);
+	dst->thread += rf_stat_get(src->thread);
 }
 
 static void add_stats(struct rf_queue_stats *dst, struct rf_qstats *src)
@@ -49,11 +54,27 @@ int rf_session_stats(rf_session *se, struct rf_stats *out)
 		add_stats(&out->queue[q], se->qstats[q]);
 		add_stats(&out->total, se->qstats[q]);
 	}
+	out->total.thread = 0;
+	out->nthreads = se->nthreads;
+	if (se->tp && se->tp->sample)
+		se->tp->sample(se, out);
 	pthread_mutex_unlock(&se->lock);
 	return 0;
 }
 
-static void print_line(int fd, const char *what, const struct rf_queue_stats *s)
+/* The io-uring queues' shape: entries, growth, trims, resident payload, serving thread. */
+static void print_elastic(char *buf, size_t len, const struct rf_queue_stats *s, bool thread)
+{
+	int n = snprintf(buf, len, " entries %llu grows %llu trims %llu payload_kib %llu",
+			 (unsigned long long)s->entries, (unsigned long long)s->grows,
+			 (unsigned long long)s->trims,
+			 (unsigned long long)(s->payload_resident / 1024));
+
+	if (thread && n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, " thread %llu", (unsigned long long)s->thread);
+}
+
+static void print_line(int fd, const char *what, const struct rf_queue_stats *s, const char *more)
 {
 	double per_enter = s->enters ? (double)s->commits / (double)s->enters : 0.0;
 	double avg_us = s->requests ? (double)s->handler_ns / (double)s->requests / 1000.0 : 0.0;
@@ -61,12 +82,12 @@ static void print_line(int fd, const char *what, const struct rf_queue_stats *s)
 	dprintf(fd,
 		"ringfuse-stats: %s: requests %llu commits %llu enters %llu commits/enter %.2f "
 		"bytes_in %llu bytes_out %llu errors %llu bad %llu dup %llu deferred %llu "
-		"handler_avg_us %.2f spreads %llu\n",
+		"handler_avg_us %.2f spreads %llu%s\n",
 		what, (unsigned long long)s->requests, (unsigned long long)s->commits,
 		(unsigned long long)s->enters, per_enter, (unsigned long long)s->bytes_in,
 		(unsigned long long)s->bytes_out, (unsigned long long)s->errors,
 		(unsigned long long)s->bad_requests, (unsigned long long)s->dup_replies,
-		(unsigned long long)s->deferred, avg_us, (unsigned long long)s->spreads);
+		(unsigned long long)s->deferred, avg_us, (unsigned long long)s->spreads, more);
 }
 
 /* One line of per-opcode counts, only the opcodes that were seen. */
@@ -88,15 +109,24 @@ static void print_opcodes(int fd, const struct rf_queue_stats *s)
 
 void rf_stats_print(const struct rf_stats *st, int fd)
 {
-	char what[32];
+	bool uring = st->nthreads > 0;
+	char what[32], more[160] = "";
 
-	dprintf(fd, "ringfuse-stats: transport %s queues %u\n", st->transport, st->nqueues);
-	print_line(fd, "dev", &st->dev);
+	if (uring)
+		dprintf(fd, "ringfuse-stats: transport %s queues %u threads %u\n", st->transport,
+			st->nqueues, st->nthreads);
+	else
+		dprintf(fd, "ringfuse-stats: transport %s queues %u\n", st->transport, st->nqueues);
+	print_line(fd, "dev", &st->dev, "");
 	for (unsigned int q = 0; q < st->nqueues && q < RF_MAX_QUEUES; q++) {
 		snprintf(what, sizeof(what), "queue %u", q);
-		print_line(fd, what, &st->queue[q]);
+		if (uring)
+			print_elastic(more, sizeof(more), &st->queue[q], true);
+		print_line(fd, what, &st->queue[q], more);
 	}
-	print_line(fd, "total", &st->total);
+	if (uring)
+		print_elastic(more, sizeof(more), &st->total, false);
+	print_line(fd, "total", &st->total, more);
 	print_opcodes(fd, &st->total);
 }
 

@@ -2,7 +2,9 @@
  * ringfuse-probe: print what this machine supports for FUSE over io_uring and why a transport
  * would not work. Exit status 0 when io-uring can carry FUSE here, 1 otherwise.
  * With --enable, try to switch the fuse module's enable_uring parameter on first (root).
+ * With --plan, project what the io-uring transport costs here or on other machines (plan.c).
  */
+#include "plan.h"
 #include "ringfuse_i.h"
 
 #include <stdio.h>
@@ -15,6 +17,8 @@ int main(int argc, char *argv[])
 	char why[256];
 	int usable;
 
+	if (argc > 1 && !strcmp(argv[1], "--plan"))
+		return rf_plan_main(argc - 1, argv + 1);
 	if (argc > 1 && !strcmp(argv[1], "--enable")) {
 		int ret = rf_probe_enable_uring();
 
@@ -22,7 +26,8 @@ int main(int argc, char *argv[])
 			fprintf(stderr, "ringfuse-probe: cannot enable io-uring for FUSE: %s\n",
 				strerror(-ret));
 	} else if (argc > 1) {
-		fprintf(stderr, "usage: %s [--enable]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--enable | --plan [CPUS] (--plan --help for more)]\n",
+			argv[0]);
 		return 2;
 	}
 	rf_probe_run(&p);

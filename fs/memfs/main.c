@@ -1,6 +1,7 @@
 /*
- * ringfuse-memfs main(): reads the options, picks the operations table (deferred replies
- * wrap it), sets up the control socket, and serves until unmounted.
+ * ringfuse-memfs main(): reads the options, picks the operations table (deferred replies, the
+ * test hooks and the threads log wrap it), sets up the control socket, and serves until
+ * unmounted.
  */
 #include "memfs.h"
 
@@ -8,6 +9,7 @@ int main(int argc, char *argv[])
 {
 	struct rf_ops ops = memfs_ops;
 	struct memfs_opts o = {0};
+	bool threads_log = want_threads_log(argc, argv);
 	rf_session *se;
 	int ret = -1;
 
@@ -19,6 +21,8 @@ int main(int argc, char *argv[])
 		defer_wrap(&ops);
 	if (want_test_hooks(argc, argv))
 		hooks_wrap(&ops);
+	if (threads_log)
+		threads_log_wrap(&ops);
 	se = rf_session_new(argc, argv, &ops, sizeof(ops), &fs);
 	if (!se) {
 		int usage_error = errno != 0;
@@ -50,6 +54,8 @@ out:
 	defer_stop();
 	ctl_close();
 	rf_session_destroy(se);
+	if (threads_log)
+		threads_log_report();
 	fs_teardown();
 	free(o.ctl);
 	free(o.delay_ops);

@@ -377,6 +377,7 @@ struct memfs_opts {
 	char *delay_ops;    /* which ones (':'-separated op names), NULL: the default */
 };
 bool want_defer(int argc, char *argv[]);
+bool want_threads_log(int argc, char *argv[]);
 bool asked_for_help(int argc, char *argv[]);
 void print_help(void);
 /* Fill fs's settings and *o from the session's options; prints why and fails on bad ones. */
@@ -421,5 +422,11 @@ void hooks_release(void);
 /* After rf_session_run(): test_linger_ms. */
 void hooks_after_run(void);
 void hooks_free(void);
+
+/* ---- threads.c (-o test_threads_log) ---- */
+/* Wrap every operation in ops to note the thread it runs on. */
+void threads_log_wrap(struct rf_ops *ops);
+/* Print the threads the callbacks ran on, and how many ran at once, to stderr. */
+void threads_log_report(void);
 
 #endif /* MEMFS_H */

@@ -69,6 +69,33 @@ bool want_defer(int argc, char *argv[])
 	return on;
 }
 
+/* Whether -o test_threads_log was given: like defer, it decides the operations table. */
+bool want_threads_log(int argc, char *argv[])
+{
+	bool on = false;
+
+	for (int i = 1; i < argc; i++) {
+		const char *list;
+
+		if (!strcmp(argv[i], "-o") && i + 1 < argc)
+			list = argv[++i];
+		else if (!strncmp(argv[i], "-o", 2))
+			list = argv[i] + 2;
+		else
+			continue;
+		for (const char *p = list; *p;) {
+			size_t len = strcspn(p, ",");
+
+			if (len == 16 && !strncmp(p, "test_threads_log", len))
+				on = true;
+			p += len;
+			if (*p == ',')
+				p++;
+		}
+	}
+	return on;
+}
+
 bool asked_for_help(int argc, char *argv[])
 {
 	for (int i = 1; i < argc; i++)
@@ -99,11 +126,13 @@ void print_help(void)
 	       "    test_linger_ms=N, test_log_interrupts\n"
 	       "                           misbehave on purpose, for the library's tests\n"
 	       "                           (see fs/memfs/testhooks.c)\n"
+	       "    test_threads_log       at exit, say which threads ran the callbacks and how\n"
+	       "                           many ran at once (see fs/memfs/threads.c)\n"
 	       "With no_default_permissions memfs checks permissions itself; entries are then\n"
 	       "not cached (unless cache= is given) so that every path walk reaches it.\n");
 }
 
-/* Options for tests: the control socket and deferred replies. */
+/* Options for tests: the control socket, deferred replies, the threads log. */
 static int read_test_opts(rf_session *se, struct memfs_opts *o)
 {
 	const char *v;
@@ -136,6 +165,11 @@ static int read_test_opts(rf_session *se, struct memfs_opts *o)
 			return -EINVAL;
 		}
 		o->delay_us = n;
+	}
+	v = rf_session_opt(se, "test_threads_log"); /* acted on in main() */
+	if (v && *v) {
+		fprintf(stderr, "memfs: test_threads_log takes no value\n");
+		return -EINVAL;
 	}
 	v = rf_session_opt(se, "defer_delay_ops");
 	if (v) {

@@ -4,60 +4,69 @@
  *
  * Design
  *
- * Queues. The kernel keeps one queue per possible CPU (num_possible_cpus()), puts each request
- * on the queue of the CPU its caller runs on, and only switches from /dev/fuse to the ring once
- * every queue has a registered entry (until then new requests wait). So there is one queue per
- * possible CPU, each a thread pinned to its CPU that owns everything of its queue: its io_uring
- * (single issuer), its entries and their buffers, which it allocates itself so they sit on its
- * node. What a queue's life looks like from start to teardown is shared with the uring-rw
- * transport (uring_queue.h); this file holds the ring-entry protocol.
+ * Queues and threads. The kernel keeps one queue per possible CPU (num_possible_cpus()), puts
+ * each request on the queue of the CPU its caller runs on, and only switches from /dev/fuse
+ * to the ring once every queue has a registered entry (until then new requests wait). The
+ * queues are served by -o uring_threads=N threads (default one per queue), grouped along the
+ * machine (lib/uring_plan.c: a node's queues share threads before two nodes do, SMT siblings
+ * and neighbouring cores together). A thread owns one io_uring (single issuer) with the
+ * entries of all its queues, allocates their buffers itself so they sit on its node, and runs
+ * on its queues' CPUs. What a thread's life looks like from start to teardown is shared with
+ * the uring-rw transport (uring_queue.h); this file holds the ring-entry protocol.
  *
  * Entries. A ring entry is a header buffer (struct fuse_uring_req_header: in/out header,
  * opcode argument, commit id and payload size), a payload buffer of max_payload bytes, and
  * the rf_req handed to the dispatcher. A request is decoded where the kernel put it and the
  * reply is encoded into the same payload buffer; one COMMIT_AND_FETCH SQE sends the reply and
- * re-arms the entry for the next request. Entry states (queue thread only):
- *   IDLE    allocated, not yet handed to the kernel
+ * re-arms the entry for the next request. Entry states (thread only):
+ *   IDLE    made, not yet handed to the kernel
  *   KERNEL  a REGISTER or COMMIT_AND_FETCH is queued or in flight: waiting for a request
  *   USER    holds a request: in the dispatcher, a handler, or a deferred reply
  *   RETRY   REGISTER said EAGAIN; re-sent when the back-off timer fires
  *   DEAD    the connection ended (or the kernel refused the entry); never used again
+ * A queue starts with -o uring_depth_min entries and registers more, up to uring_depth, when
+ * all of them are busy; entries that sit idle give their payload memory back
+ * (uring_elastic.c).
  *
  * The loop. One io_uring_enter per round submits everything the previous round produced and
  * waits for completions (optionally after spinning on the CQ); then every CQE is reaped,
- * requests are dispatched, and replies made on the queue thread only queue an SQE. A reply
- * from another thread (a deferred reply) writes the reply header and goes through the queue's
- * deferred list (rf_uq_defer); the queue commits those replies itself, so its submission
+ * requests are dispatched, and replies made on the thread only queue an SQE. A reply from
+ * another thread (a deferred reply) writes the reply header and goes through the thread's
+ * deferred list (rf_uq_defer); the thread commits those replies itself, so its submission
  * queue has exactly one writer, and counts every reply as it commits it. user_data says what
- * each SQE was (register, commit, wake-up, timer, backend I/O) and for which entry, through
- * the asserted ud_*() helpers.
+ * each SQE was (register, commit, wake-up, timers, backend I/O, /dev/fuse read) and, for
+ * entries, which one: its slot in the thread's entry array (ud_*() helpers), so finding an
+ * entry costs the same however many queues a thread serves.
  *
- * Backend I/O. A handler on the queue thread may hand its request's file operation (rf_io_*)
- * to the queue's ring: it goes out with the same io_uring_enter as the commits, and its
- * completion runs the handler's callback on the queue thread. From other threads, or with a
- * full SQ, io_submit() declines and the caller runs the operation synchronously. A queue
- * lets its backend I/O finish before it exits, since reads land in the entry's buffers.
+ * Backend I/O. A handler on the thread may hand its request's file operation (rf_io_*) to the
+ * thread's ring: it goes out with the same io_uring_enter as the commits, and its completion
+ * runs the handler's callback on the thread. From other threads, or with a full SQ,
+ * io_submit() declines and the caller runs the operation synchronously. A thread lets its
+ * backend I/O finish before it exits, since reads land in the entries' buffers.
  *
- * The end. Drain: the queue keeps serving (a commit always fetches the next request) until
+ * One thread. With uring_threads=1 (or -s) every callback runs on one thread, as on /dev/fuse
+ * with -s: the ring is served by the session's own thread (the one that read INIT), which
+ * also reads /dev/fuse through the ring (forgets, interrupts, requests that raced the switch)
+ * instead of with read(2) beside it.
+ *
+ * The end. Drain: the threads keep serving (a commit always fetches the next request) until
  * no entry is held by a handler or backend I/O and every reply is submitted. Unmount or
  * abort completes the waiting entries with -ENOTCONN (aborted connections refuse new
- * commands with -ECONNABORTED; a dying ring cancels with -ECANCELED): the queue then exits
- * once nothing of it is left in the kernel. A queue whose ring fails for good, or whose
- * entries all die while the connection lives, ends the session (rf_uq_ended): the kernel would
- * otherwise keep routing its CPU's requests to it.
+ * commands with -ECONNABORTED; a dying ring cancels with -ECANCELED): a thread then exits
+ * once nothing of it is left in the kernel. A thread whose ring fails for good, or a queue
+ * whose entries all die while the connection lives, ends the session (rf_uq_ended): the
+ * kernel would otherwise keep routing a CPU's requests to it.
  *
  * Start-up failure. New requests wait in the kernel while the ring is incomplete, and only a
  * failed REGISTER makes the kernel give up on the ring for this connection. If start() fails
  * before any REGISTER could fail, it sends one that must fail (bad iovec count), so requests
  * flow over /dev/fuse again.
  */
-#include "ringfuse_i.h"
-#include "uring_queue.h"
+#include "uring_i.h"
 
-#include <assert.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -75,124 +84,22 @@
 #define IORING_SETUP_DEFER_TASKRUN (1U << 13)
 #endif
 
-#define URING_DEFAULT_DEPTH 16
-/* Header buffer per entry: room for struct fuse_uring_req_header, cache-line multiple. */
-#define URING_HDR_STRIDE 512
-/* SQ slots beyond one per entry: eventfd read, retry timer, spare. */
-#define URING_EXTRA_SQES 8
-/* The kernel's request size when max_pages was not negotiated (FUSE_DEFAULT_MAX_PAGES_PER_REQ). */
-#define URING_DEFAULT_MAX_PAGES 32
-#define URING_RETRY_FIRST_NS	(1000ull * 1000)	    /* 1 ms */
-#define URING_RETRY_MAX_NS	(64ull * 1000 * 1000)	    /* 64 ms */
-#define URING_RETRY_LIMIT_NS	(5ull * 1000 * 1000 * 1000) /* give up after 5 s of EAGAIN */
-#define URING_IO_WAIT_NS	(500ull * 1000 * 1000)	    /* exit: wait for backend I/O */
+#define URING_RETRY_FIRST_NS (1000ull * 1000)		 /* 1 ms */
+#define URING_RETRY_MAX_NS   (64ull * 1000 * 1000)	 /* 64 ms */
+#define URING_RETRY_LIMIT_NS (5ull * 1000 * 1000 * 1000) /* give up after 5 s of EAGAIN */
+#define URING_IO_WAIT_NS     (500ull * 1000 * 1000)	 /* exit: wait for backend I/O */
 
-_Static_assert(sizeof(struct fuse_uring_req_header) <= URING_HDR_STRIDE, "header stride");
+_Static_assert(sizeof(struct fuse_uring_req_header) <= RF_URING_HDR_STRIDE, "header stride");
 _Static_assert(offsetof(struct io_uring_sqe, addr3) == 48, "SQE command area at byte 48");
 _Static_assert(sizeof(struct fuse_uring_cmd_req) <= 80, "fuse_uring_cmd_req fits the SQE");
 
-enum ent_state { ENT_IDLE, ENT_KERNEL, ENT_USER, ENT_RETRY, ENT_DEAD };
+/* The thread running (or the session's thread while it serves the ring), so a reply knows
+ * whether it is on the owning thread. */
+static __thread struct uring_thread *tls_thread;
 
-struct uring_queue;
-
-struct ring_ent {
-	RF_REQ_ALIGNED rf_req req; /* handed to the dispatcher; req.chan points back here */
-	struct uring_queue *q;
-	struct fuse_uring_req_header *hdr;
-	char *payload;
-	uint64_t commit_id; /* of the request the entry holds */
-	struct iovec iov[FUSE_URING_IOV_SEGS];
-	uint32_t idx;
-	uint8_t state; /* enum ent_state */
-	bool reply;    /* the pending commit carries a reply (counted), not a drop */
-};
-
-struct uring_queue {
-	struct rf_uq uq; /* first: the shared queue */
-	unsigned int depth;
-	size_t max_payload;
-	uint64_t spin_ns;
-
-	/* Set up by the queue thread, read by start() once its setup is reported. */
-	unsigned int ring_flags;
-	bool pinned;
-	bool fixed_fd;
-
-	/* Queue thread. */
-	bool spread;		  /* pinned queue temporarily allowed on every CPU */
-	unsigned int calm;	  /* rounds of at most one request while spread */
-	cpu_set_t home, anywhere; /* its own CPU; the CPUs the process may use */
-	int dev_fd;		  /* /dev/fuse: fixed-file index 0 or the plain fd */
-	uint8_t dev_sqe_flags;	  /* IOSQE_FIXED_FILE or 0 */
-	struct ring_ent *ents;
-	void *bufs;
-	size_t bufs_size;
-	unsigned int live;	  /* entries not DEAD */
-	unsigned int in_kernel;	  /* entries in KERNEL state */
-	unsigned int in_user;	  /* entries in USER state */
-	unsigned int io_inflight; /* backend operations on the ring */
-	unsigned int reg_errors;
-	int first_reg_err;
-	uint64_t lost; /* entries whose commit the kernel refused */
-	bool conn_gone;
-	bool timer_armed;
-	struct __kernel_timespec retry_ts;
-	uint64_t retry_delay_ns;
-	uint64_t retry_since_ns;
-};
-
-struct uring_tp {
-	struct rf_uq_set set;
-	unsigned int depth;
-	size_t max_payload;
-};
-
-/* The queue whose thread is running, so a reply knows whether it is on the owning thread. */
-static __thread struct uring_queue *tls_queue;
-
-static inline struct uring_queue *uq_queue(struct rf_uq *uq)
+static inline struct uring_thread *uq_thread(struct rf_uq *uq)
 {
-	return (struct uring_queue *)uq;
-}
-
-/* ---- user_data: what an SQE was, and for which entry ---- */
-
-enum ud_kind { UD_REGISTER = 1, UD_COMMIT, UD_WAKE, UD_TIMER, UD_IO, UD_NOP };
-
-#define UD_KIND_SHIFT 56
-
-static inline uint64_t ud_pack(enum ud_kind kind, uint32_t idx)
-{
-	assert(kind >= UD_REGISTER && kind <= UD_NOP);
-	return (uint64_t)kind << UD_KIND_SHIFT | idx;
-}
-
-static inline enum ud_kind ud_kind(uint64_t ud)
-{
-	return (enum ud_kind)(ud >> UD_KIND_SHIFT);
-}
-
-static inline uint32_t ud_index(uint64_t ud)
-{
-	assert((ud & ((1ull << UD_KIND_SHIFT) - 1)) <= UINT32_MAX);
-	return (uint32_t)ud;
-}
-
-/* ---- small helpers ---- */
-
-/* What the kernel sizes the ring's payload by (fuse_uring_create()). */
-static size_t payload_size(const rf_session *se)
-{
-	size_t pages = se->conn.max_pages;
-	size_t sz = 8192;
-
-	if (!(se->conn.want & RF_CAP_MAX_PAGES) && pages < URING_DEFAULT_MAX_PAGES)
-		pages = URING_DEFAULT_MAX_PAGES;
-	if (se->conn.max_write > sz)
-		sz = se->conn.max_write;
-	if (pages * RF_PAGE_SIZE > sz)
-		sz = pages * RF_PAGE_SIZE;
-	return rf_round_up(sz, RF_PAGE_SIZE);
+	return (struct uring_thread *)uq;
 }
 
 static void flags_string(unsigned int f, char *buf, size_t len)
@@ -202,58 +109,62 @@ static void flags_string(unsigned int f, char *buf, size_t len)
 		 f & IORING_SETUP_COOP_TASKRUN ? "|COOP_TASKRUN" : "");
 }
 
-/* ---- submission (queue thread only) ---- */
+/* ---- submission (thread only) ---- */
 
 /* Queue a REGISTER or COMMIT_AND_FETCH for e; it goes out with the next io_uring_enter. */
-static bool ent_queue_cmd(struct uring_queue *q, struct ring_ent *e, uint32_t cmd_op)
+bool ent_queue_cmd(struct uring_thread *t, struct ring_ent *e, uint32_t cmd_op)
 {
-	struct io_uring_sqe *sqe = rf_uq_get_sqe(&q->uq);
+	struct io_uring_sqe *sqe = rf_uq_get_sqe(&t->uq);
 	struct fuse_uring_cmd_req *cmd;
 
 	if (!sqe)
 		return false;
 	memset(sqe, 0, 2 * sizeof(*sqe)); /* SQE128: the command area is the second half */
 	sqe->opcode = IORING_OP_URING_CMD;
-	sqe->flags = q->dev_sqe_flags;
-	sqe->fd = q->dev_fd;
+	sqe->flags = t->dev_sqe_flags;
+	sqe->fd = t->dev_fd;
 	sqe->cmd_op = cmd_op;
 	cmd = (struct fuse_uring_cmd_req *)((char *)sqe + offsetof(struct io_uring_sqe, addr3));
-	cmd->qid = (uint16_t)q->uq.idx;
+	cmd->qid = (uint16_t)e->kq->qid;
 	if (cmd_op == FUSE_IO_URING_CMD_REGISTER) {
 		sqe->addr = (uintptr_t)e->iov;
 		sqe->len = FUSE_URING_IOV_SEGS;
-		sqe->user_data = ud_pack(UD_REGISTER, e->idx);
+		sqe->user_data = ud_pack(UD_REGISTER, e->slot);
 	} else {
 		cmd->commit_id = e->commit_id;
-		sqe->user_data = ud_pack(UD_COMMIT, e->idx);
+		sqe->user_data = ud_pack(UD_COMMIT, e->slot);
 	}
 	e->state = ENT_KERNEL;
-	q->in_kernel++;
+	e->kq->in_kernel++;
+	t->in_kernel++;
 	return true;
 }
 
-static void ent_kill(struct uring_queue *q, struct ring_ent *e)
+static void ent_kill(struct uring_kq *kq, struct ring_ent *e)
 {
 	if (e->state == ENT_DEAD)
 		return;
 	if (e->state == ENT_USER)
-		q->in_user--;
+		kq->in_user--;
 	e->state = ENT_DEAD;
-	q->live--;
+	if (--kq->live == 0)
+		kq->t->dead_queues++;
 }
 
 /* The reply header and size are in place: count it, send it and re-arm the entry. */
-static void ent_commit(struct uring_queue *q, struct ring_ent *e)
+static void ent_commit(struct uring_thread *t, struct ring_ent *e)
 {
+	struct uring_kq *kq = e->kq;
+
 	if (e->reply)
-		rf_stat_reply(&q->uq.stats.own, ((struct fuse_out_header *)e->hdr->in_out)->error,
+		rf_stat_reply(&kq->stats->own, ((struct fuse_out_header *)e->hdr->in_out)->error,
 			      e->hdr->ring_ent_in_out.payload_sz, true);
 	rf_req_set_free(&e->req);
-	q->in_user--;
+	kq->in_user--;
 	e->state = ENT_IDLE;
-	if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
-		q->lost++;
-		ent_kill(q, e);
+	if (!ent_queue_cmd(t, e, FUSE_IO_URING_CMD_COMMIT_AND_FETCH)) {
+		kq->lost++;
+		ent_kill(kq, e);
 	}
 }
 
@@ -271,19 +182,19 @@ static void ent_set_reply(struct ring_ent *e, uint64_t unique, int error, size_t
 
 static void ent_hand_back(struct ring_ent *e)
 {
-	struct uring_queue *q = e->q;
+	struct uring_thread *t = e->kq->t;
 
-	if (tls_queue == q)
-		ent_commit(q, e);
+	if (tls_thread == t)
+		ent_commit(t, e);
 	else
-		rf_uq_defer(&q->uq, &e->req);
+		rf_uq_defer(&t->uq, &e->req);
 }
 
 static int uring_send(rf_req *req, int error, size_t len)
 {
 	struct ring_ent *e = req->chan;
 
-	if (len > e->q->max_payload) {
+	if (len > req->out_cap) {
 		rf_log_once(RF_LOG_ERR, "ringfuse: reply of %zu bytes exceeds the ring payload",
 			    len);
 		error = -EIO;
@@ -308,16 +219,16 @@ static void uring_drop(rf_req *req)
 	ent_hand_back(e);
 }
 
-/* Backend I/O of a handler running on the queue thread goes on the queue's own ring. */
+/* Backend I/O of a handler running on the thread goes on the thread's own ring. */
 static int uring_io_submit(rf_req *req)
 {
 	struct ring_ent *e = req->chan;
-	struct uring_queue *q = e->q;
+	struct uring_thread *t = e->kq->t;
 	struct io_uring_sqe *sqe;
 
-	if (tls_queue != q)
+	if (tls_thread != t)
 		return -EAGAIN; /* foreign thread: the caller runs it synchronously */
-	sqe = io_uring_get_sqe(&q->uq.ring);
+	sqe = io_uring_get_sqe(&t->uq.ring);
 	if (!sqe)
 		return -EAGAIN;
 	if (!rf_uring_prep_io(sqe, &req->io)) {
@@ -326,8 +237,8 @@ static int uring_io_submit(rf_req *req)
 		sqe->user_data = ud_pack(UD_NOP, 0);
 		return -EAGAIN;
 	}
-	sqe->user_data = ud_pack(UD_IO, e->idx);
-	q->io_inflight++;
+	sqe->user_data = ud_pack(UD_IO, e->slot);
+	t->io_inflight++;
 	return 0;
 }
 
@@ -337,139 +248,148 @@ static const struct rf_reply_ops uring_reply_ops = {
 	.io_submit = uring_io_submit,
 };
 
-/* ---- completions (queue thread only) ---- */
+/* ---- completions (thread only) ---- */
 
-static void queue_commit_deferred(struct uring_queue *q)
+static void thread_commit_deferred(struct uring_thread *t)
 {
-	rf_req *r = rf_uq_take_deferred(&q->uq);
+	rf_req *r = rf_uq_take_deferred(&t->uq);
 
 	while (r) {
 		rf_req *next = r->next;
 
-		ent_commit(q, r->chan);
+		ent_commit(t, r->chan);
 		r = next;
 	}
 }
 
-static void ent_dispatch(struct uring_queue *q, struct ring_ent *e)
+static void ent_dispatch(struct uring_thread *t, struct ring_ent *e)
 {
+	struct uring_kq *kq = e->kq;
 	struct fuse_uring_req_header *h = e->hdr;
 	const struct fuse_in_header *ih = (const struct fuse_in_header *)h->in_out;
 	uint32_t psz = h->ring_ent_in_out.payload_sz;
 
 	e->state = ENT_USER;
-	q->in_user++;
+	kq->in_user++;
+	if (kq->depth < t->tp->depth_max && !kq->grow_stopped)
+		kq_note_busy(kq);
+	ent_mark_warm(t, e);
 	e->commit_id = h->ring_ent_in_out.commit_id;
 	if (e->commit_id == 0) {
 		/* Nothing could ever answer it: the kernel would keep the request forever. */
 		rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: request without commit id",
-			    q->uq.idx);
-		rf_stat_inc(q->uq.stats.own.bad_requests, 1);
-		q->lost++;
-		ent_kill(q, e);
+			    kq->qid);
+		rf_stat_inc(kq->stats->own.bad_requests, 1);
+		kq->lost++;
+		ent_kill(kq, e);
 		return;
 	}
-	if (psz > q->max_payload) {
-		rf_stat_inc(q->uq.stats.own.bad_requests, 1);
+	if (psz > e->req.out_cap) {
+		rf_stat_inc(kq->stats->own.bad_requests, 1);
 		ent_set_reply(e, ih->unique, -EIO, 0);
 		e->reply = true;
-		ent_commit(q, e);
+		ent_commit(t, e);
 		return;
 	}
 	e->req.out = e->payload;
-	e->req.out_cap = q->max_payload;
-	rf_dispatch_split(q->uq.se, &e->req, ih, h->op_in, sizeof(h->op_in), e->payload, psz);
+	rf_dispatch_split(t->uq.se, &e->req, ih, h->op_in, sizeof(h->op_in), e->payload, psz);
 }
 
-static void queue_arm_timer(struct uring_queue *q)
+static void thread_arm_timer(struct uring_thread *t)
 {
 	struct io_uring_sqe *sqe;
 
-	if (q->timer_armed)
+	if (t->timer_armed)
 		return;
-	sqe = rf_uq_get_sqe(&q->uq);
+	sqe = rf_uq_get_sqe(&t->uq);
 	if (!sqe)
 		return;
-	q->retry_ts.tv_sec = (long long)(q->retry_delay_ns / 1000000000ull);
-	q->retry_ts.tv_nsec = (long long)(q->retry_delay_ns % 1000000000ull);
-	io_uring_prep_timeout(sqe, &q->retry_ts, 0, 0);
+	t->retry_ts.tv_sec = (long long)(t->retry_delay_ns / 1000000000ull);
+	t->retry_ts.tv_nsec = (long long)(t->retry_delay_ns % 1000000000ull);
+	io_uring_prep_timeout(sqe, &t->retry_ts, 0, 0);
 	sqe->user_data = ud_pack(UD_TIMER, 0);
-	q->timer_armed = true;
+	t->timer_armed = true;
 }
 
-static void reg_failed(struct uring_queue *q, struct ring_ent *e, int err)
+void reg_failed(struct uring_kq *kq, struct ring_ent *e, int err)
 {
-	if (!q->reg_errors++)
-		q->first_reg_err = err;
-	ent_kill(q, e);
+	if (!kq->reg_errors++)
+		kq->first_reg_err = err;
+	ent_kill(kq, e);
 }
 
 /* REGISTER before the kernel processed the INIT reply: try again after a back-off. */
-static void ent_retry_later(struct uring_queue *q, struct ring_ent *e)
+static void ent_retry_later(struct uring_thread *t, struct ring_ent *e)
 {
 	uint64_t now = rf_now_ns();
 
-	if (!q->retry_since_ns)
-		q->retry_since_ns = now;
-	if (now - q->retry_since_ns > URING_RETRY_LIMIT_NS) {
+	if (!t->retry_since_ns)
+		t->retry_since_ns = now;
+	if (now - t->retry_since_ns > URING_RETRY_LIMIT_NS) {
 		rf_log_once(RF_LOG_ERR,
 			    "ringfuse: io-uring queue %u: REGISTER still refused with EAGAIN "
 			    "after 5 s; giving up on the entry",
-			    q->uq.idx);
-		reg_failed(q, e, -EAGAIN);
+			    e->kq->qid);
+		reg_failed(e->kq, e, -EAGAIN);
 		return;
 	}
 	rf_log_once(RF_LOG_DEBUG,
 		    "ringfuse: io-uring queue %u: REGISTER before the INIT reply was processed "
 		    "(EAGAIN); retrying",
-		    q->uq.idx);
+		    e->kq->qid);
 	e->state = ENT_RETRY;
-	if (!q->retry_delay_ns)
-		q->retry_delay_ns = URING_RETRY_FIRST_NS;
-	queue_arm_timer(q);
+	if (!t->retry_delay_ns)
+		t->retry_delay_ns = URING_RETRY_FIRST_NS;
+	thread_arm_timer(t);
 }
 
-static void queue_retry_registers(struct uring_queue *q)
+static void thread_retry_registers(struct uring_thread *t)
 {
 	bool any = false;
 
-	for (unsigned int i = 0; i < q->depth; i++) {
-		struct ring_ent *e = &q->ents[i];
+	for (unsigned int k = 0; k < t->nkq; k++) {
+		struct uring_kq *kq = t->kq[k];
 
-		if (e->state == ENT_RETRY) {
-			any = true;
-			if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_REGISTER))
-				reg_failed(q, e, -EBUSY);
+		for (unsigned int i = 0; i < kq->depth; i++) {
+			struct ring_ent *e = &kq->ents[i];
+
+			if (e->state == ENT_RETRY) {
+				any = true;
+				if (!ent_queue_cmd(t, e, FUSE_IO_URING_CMD_REGISTER))
+					reg_failed(kq, e, -EBUSY);
+			}
 		}
 	}
-	if (any && q->retry_delay_ns < URING_RETRY_MAX_NS)
-		q->retry_delay_ns *= 2;
+	if (any && t->retry_delay_ns < URING_RETRY_MAX_NS)
+		t->retry_delay_ns *= 2;
 }
 
-static void queue_conn_gone(struct uring_queue *q)
+static void thread_conn_gone(struct uring_thread *t)
 {
-	if (q->conn_gone)
+	if (t->conn_gone)
 		return;
-	q->conn_gone = true;
-	rf_session_conn_lost(q->uq.se);
+	t->conn_gone = true;
+	rf_session_conn_lost(t->uq.se);
 }
 
-static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind kind, int res)
+static void ent_error(struct uring_thread *t, struct ring_ent *e, enum ud_kind kind, int res)
 {
+	struct uring_kq *kq = e->kq;
+
 	switch (res) {
 	case -ENOTCONN:
 	case -ECONNABORTED:
 	case -ENODEV:
-		queue_conn_gone(q);
-		ent_kill(q, e);
+		thread_conn_gone(t);
+		ent_kill(kq, e);
 		return;
 	case -ECANCELED: /* our ring is going away */
-		ent_kill(q, e);
+		ent_kill(kq, e);
 		return;
 	case -EAGAIN:
 	case -EINTR:
 		if (kind == UD_REGISTER) {
-			ent_retry_later(q, e);
+			ent_retry_later(t, e);
 			return;
 		}
 		break;
@@ -478,13 +398,13 @@ static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind ki
 	}
 	if (kind == UD_REGISTER) {
 		/* Usually every entry fails alike: say it once per queue. */
-		if (!q->reg_errors)
+		if (!kq->reg_errors)
 			rf_log(RF_LOG_ERR, "ringfuse: io-uring queue %u: REGISTER refused: %s",
-			       q->uq.idx, strerror(-res));
-		reg_failed(q, e, res);
+			       kq->qid, strerror(-res));
+		reg_failed(kq, e, res);
 		return;
 	}
-	q->lost++;
+	kq->lost++;
 	if (res == -ENOENT) {
 		/*
 		 * The kernel no longer knows the request (gone while we answered it). The entry
@@ -492,418 +412,582 @@ static void ent_error(struct uring_queue *q, struct ring_ent *e, enum ud_kind ki
 		 */
 		rf_log_once(RF_LOG_WARN,
 			    "ringfuse: io-uring queue %u: commit for an unknown request (ENOENT)",
-			    q->uq.idx);
-		if (!ent_queue_cmd(q, e, FUSE_IO_URING_CMD_REGISTER))
-			ent_kill(q, e);
+			    kq->qid);
+		if (!ent_queue_cmd(t, e, FUSE_IO_URING_CMD_REGISTER))
+			ent_kill(kq, e);
 		return;
 	}
-	rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: COMMIT_AND_FETCH failed: %s",
-		    q->uq.idx, strerror(-res));
-	ent_kill(q, e);
+	rf_log_once(RF_LOG_ERR, "ringfuse: io-uring queue %u: COMMIT_AND_FETCH failed: %s", kq->qid,
+		    strerror(-res));
+	ent_kill(kq, e);
 }
 
-static void ent_complete(struct uring_queue *q, enum ud_kind kind, uint32_t idx, int res)
+static void ent_complete(struct uring_thread *t, enum ud_kind kind, uint32_t slot, int res)
 {
 	struct ring_ent *e;
 
-	assert(idx < q->depth);
-	e = &q->ents[idx];
+	assert(slot < t->nents);
+	e = &t->ents[slot];
 	assert(e->state == ENT_KERNEL);
-	q->in_kernel--;
+	e->kq->in_kernel--;
+	t->in_kernel--;
 	if (res == 0)
-		ent_dispatch(q, e);
+		ent_dispatch(t, e);
 	else
-		ent_error(q, e, kind, res);
+		ent_error(t, e, kind, res);
 }
 
-static void queue_handle_cqe(struct uring_queue *q, uint64_t ud, int res)
+static void thread_handle_cqe(struct uring_thread *t, uint64_t ud, int res)
 {
 	switch (ud_kind(ud)) {
 	case UD_REGISTER:
 	case UD_COMMIT:
-		ent_complete(q, ud_kind(ud), ud_index(ud), res);
+		ent_complete(t, ud_kind(ud), ud_slot(ud), res);
 		break;
 	case UD_WAKE:
 		if (res < 0 && res != -ECANCELED)
-			rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: wake-up read: %s",
-				    q->uq.idx, strerror(-res));
-		q->uq.efd_armed = false; /* re-armed before the next wait */
+			rf_log_once(RF_LOG_WARN, "ringfuse: %s: wake-up read: %s", t->uq.name,
+				    strerror(-res));
+		t->uq.efd_armed = false; /* re-armed before the next wait */
 		break;
 	case UD_TIMER:
-		q->timer_armed = false;
-		queue_retry_registers(q);
+		t->timer_armed = false;
+		thread_retry_registers(t);
 		break;
 	case UD_IO:
-		assert(ud_index(ud) < q->depth && q->io_inflight > 0);
-		q->io_inflight--;
-		rf_io_complete(&q->ents[ud_index(ud)].req, res);
+		assert(ud_slot(ud) < t->nents && t->io_inflight > 0);
+		t->io_inflight--;
+		rf_io_complete(&t->ents[ud_slot(ud)].req, res);
+		break;
+	case UD_TRIM:
+		t->trim_armed = false;
+		t->trim_due = true; /* done at the end of the round */
+		break;
+	case UD_DEVREAD:
+	case UD_DEVPAUSE:
+		thread_devread_done(t, ud_kind(ud), res);
 		break;
 	case UD_NOP:
+	case UD_CANCEL:
 		break;
 	default:
-		rf_log_once(RF_LOG_WARN, "ringfuse: io-uring queue %u: stray completion %#llx",
-			    q->uq.idx, (unsigned long long)ud);
+		rf_log_once(RF_LOG_WARN, "ringfuse: %s: stray completion %#llx", t->uq.name,
+			    (unsigned long long)ud);
 		break;
 	}
 }
 
-/* Opcode of the request an entry just received (for fault injection). */
-static uint32_t ent_opcode(const struct uring_queue *q, uint64_t ud)
+/* Fault injection: queue qid's ring "fails" when a READ reaches it. */
+static bool ent_fault(struct uring_thread *t, uint64_t ud)
 {
-	const struct fuse_in_header *ih =
-		(const struct fuse_in_header *)q->ents[ud_index(ud)].hdr->in_out;
+	const struct ring_ent *e = &t->ents[ud_slot(ud)];
+	const struct fuse_in_header *ih = (const struct fuse_in_header *)e->hdr->in_out;
 
-	return ih->opcode;
+	if (__builtin_expect(rf_faults.uring_queue_fatal == 0, 1) ||
+	    rf_faults.uring_queue_fatal != (int)e->kq->qid + 1)
+		return false;
+	if (ih->opcode == FUSE_READ)
+		snprintf(t->uq.name, sizeof(t->uq.name), "io-uring queue %u", e->kq->qid);
+	return rf_uq_fault(&t->uq, e->kq->qid, ih->opcode);
 }
 
-static unsigned int queue_reap(struct uring_queue *q)
+static unsigned int thread_reap(struct uring_thread *t)
 {
 	struct io_uring_cqe *cqe;
 	unsigned int head, n = 0, reqs = 0;
 
 	/* Handlers may queue SQEs meanwhile; they go out with the next enter. */
-	io_uring_for_each_cqe(&q->uq.ring, head, cqe)
+	io_uring_for_each_cqe(&t->uq.ring, head, cqe)
 	{
 		enum ud_kind k = ud_kind(cqe->user_data);
 		bool req = (k == UD_COMMIT || k == UD_REGISTER) && cqe->res == 0;
 
-		if (req && rf_uq_fault(&q->uq, ent_opcode(q, cqe->user_data)))
+		if (req && ent_fault(t, cqe->user_data))
 			break;
 		reqs += req;
-		queue_handle_cqe(q, cqe->user_data, cqe->res);
+		thread_handle_cqe(t, cqe->user_data, cqe->res);
 		n++;
 	}
-	io_uring_cq_advance(&q->uq.ring, n);
+	io_uring_cq_advance(&t->uq.ring, n);
 	return reqs;
 }
 
-static void reap_uq(struct rf_uq *uq)
+void thread_reap_uq(struct rf_uq *uq)
 {
-	queue_reap(uq_queue(uq));
+	thread_reap(uq_thread(uq));
 }
 
 /*
- * Pinned, a queue shares its CPU with the callers it serves, which is what makes single
+ * Pinned, a thread shares its CPUs with the callers it serves, which is what makes single
  * requests fast. But when a caller keeps many requests in flight (a round brings
- * URING_SPREAD_BATCH of them or more), caller and queue thread both have CPU work to do, and on
- * one CPU they take turns while the others idle. Such a queue is let onto every CPU, so the
- * scheduler can run it beside its caller; after URING_CALM_ROUNDS rounds of single requests it
- * goes home. One sched_setaffinity() per change of load. 4K O_DIRECT randread QD32 (fio
- * io_uring engine), memfs cache=none: 192k IOPS pinned, 265k-288k with this.
+ * URING_SPREAD_BATCH of them or more), caller and thread both have CPU work to do, and on one
+ * CPU they take turns while the others idle. Such a thread is let onto more CPUs (those of its
+ * node), so the scheduler can run it beside its caller; after URING_CALM_ROUNDS rounds of
+ * single requests it goes home. One sched_setaffinity() per change of load. 4K O_DIRECT
+ * randread QD32 (fio io_uring engine), memfs cache=none: 192k IOPS pinned, 265k-288k with this.
  */
 #define URING_SPREAD_BATCH 8
 #define URING_CALM_ROUNDS  256
 
-static void queue_adapt(struct uring_queue *q, unsigned int reqs)
+static void thread_adapt(struct uring_thread *t, unsigned int reqs)
 {
-	if (!q->pinned || !q->uq.se->opts.uring_spread || reqs == 0)
+	if (!t->pinned || !t->uq.se->opts.uring_spread || reqs == 0)
 		return;
-	if (!q->spread) {
-		/* A shallow queue (uring_depth below the batch) spreads when all of it is busy. */
-		unsigned int batch = q->depth < URING_SPREAD_BATCH ? q->depth : URING_SPREAD_BATCH;
+	if (!t->spread) {
+		/* Shallow queues (uring_depth below the batch) spread when all of it is busy. */
+		unsigned int depth = t->tp->depth_max, batch;
 
+		batch = depth < URING_SPREAD_BATCH ? depth : URING_SPREAD_BATCH;
 		if (reqs >= batch && batch >= 2 &&
-		    sched_setaffinity(0, sizeof(q->anywhere), &q->anywhere) == 0) {
-			q->spread = true;
-			q->calm = 0;
-			rf_stat_inc(q->uq.stats.own.spreads, 1);
+		    sched_setaffinity(0, t->setsize, t->anywhere) == 0) {
+			t->spread = true;
+			t->calm = 0;
+			rf_stat_inc(t->kq[0]->stats->own.spreads, 1);
 		}
 		return;
 	}
-	q->calm = reqs <= 1 ? q->calm + 1 : 0;
-	if (q->calm >= URING_CALM_ROUNDS && sched_setaffinity(0, sizeof(q->home), &q->home) == 0)
-		q->spread = false;
+	t->calm = reqs <= 1 ? t->calm + 1 : 0;
+	if (t->calm >= URING_CALM_ROUNDS && sched_setaffinity(0, t->setsize, t->home) == 0)
+		t->spread = false;
 }
 
 /*
- * Poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work.
+ * Poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work. One
+ * loop polls every queue of the thread: their completions share the ring.
  *
  * Why poll: the kernel queues a request on the caller's CPU, where this thread is pinned.
- * A queue asleep in io_uring_enter leaves that CPU idle, and the scheduler then wakes the
- * caller, once answered, on whichever CPU is idle, so the caller and its queue chase each
+ * A thread asleep in io_uring_enter leaves that CPU idle, and the scheduler then wakes the
+ * caller, once answered, on whichever CPU is idle, so the caller and its thread chase each
  * other across CPUs, each hop a wake-up from idle. Why yield rather than pause: the caller
  * shares this CPU, and between its requests it must run at once, not when our time slice
  * ends (pausing made one request in ten wait out the whole spin).
  */
-static bool queue_spin(struct uring_queue *q)
+static bool thread_spin(struct uring_thread *t)
 {
 	uint64_t end;
 
-	if (io_uring_sq_ready(&q->uq.ring)) {
-		io_uring_submit(&q->uq.ring);
-		rf_stat_inc(q->uq.stats.own.enters, 1);
+	if (io_uring_sq_ready(&t->uq.ring)) {
+		io_uring_submit(&t->uq.ring);
+		rf_stat_inc(t->uq.stats.own.enters, 1);
 	}
-	end = rf_now_ns() + q->spin_ns;
+	end = rf_now_ns() + t->spin_ns;
 	do {
-		if (io_uring_cq_ready(&q->uq.ring) ||
-		    atomic_load_explicit(&q->uq.deferred, memory_order_relaxed))
+		if (io_uring_cq_ready(&t->uq.ring) ||
+		    atomic_load_explicit(&t->uq.deferred, memory_order_relaxed))
 			return true;
 		sched_yield();
 	} while (rf_now_ns() < end);
 	return false;
 }
 
-static void queue_wait(struct uring_queue *q)
+static void thread_wait(struct uring_thread *t)
 {
-	if (q->spin_ns && !atomic_load_explicit(&q->uq.set->draining, memory_order_relaxed) &&
-	    queue_spin(q))
+	if (t->spin_ns && !atomic_load_explicit(&t->uq.set->draining, memory_order_relaxed) &&
+	    thread_spin(t))
 		return;
-	rf_uq_wait(&q->uq);
+	rf_uq_wait(&t->uq);
 }
 
-static bool queue_done(struct uring_queue *q)
+/* A queue whose entries all died while the connection lives leaves a CPU unserved. */
+static struct uring_kq *thread_dead_queue(const struct uring_thread *t)
 {
-	if (rf_uq_stopping(&q->uq) || q->uq.fatal || q->live == 0)
-		return true;
-	/* Entries still held by handlers can only fail now: do not wait for them. */
-	return q->conn_gone && q->in_kernel == 0 && q->io_inflight == 0;
-}
-
-static void queue_loop(struct uring_queue *q)
-{
-	while (!queue_done(q)) {
-		rf_uq_arm_wake(&q->uq, ud_pack(UD_WAKE, 0));
-		queue_wait(q);
-		queue_adapt(q, queue_reap(q));
-		queue_commit_deferred(q);
-		rf_uq_check_drained(&q->uq, q->in_user + q->io_inflight);
-	}
-	/* Backend reads must not land in the buffers after they are freed: let them finish. */
-	if (!rf_uq_settle(&q->uq, &q->io_inflight, URING_IO_WAIT_NS, reap_uq)) {
-		rf_log(RF_LOG_WARN,
-		       "ringfuse: io-uring queue %u: %u backend operations pending at exit",
-		       q->uq.idx, q->io_inflight);
-		q->uq.leak = true;
-	}
-	if (q->lost)
-		rf_log(RF_LOG_WARN, "ringfuse: io-uring queue %u: %llu replies were refused",
-		       q->uq.idx, (unsigned long long)q->lost);
-	if (q->uq.fatal)
-		rf_uq_ended(&q->uq, "its io_uring failed");
-	else if (q->live == 0 && !q->conn_gone)
-		rf_uq_ended(&q->uq, "the kernel refused all its ring entries");
-	else
-		rf_uq_ended(&q->uq, NULL);
-}
-
-/* ---- queue setup (on the queue thread) ---- */
-
-static void queue_pin(struct uring_queue *q)
-{
-	unsigned int cpu = q->uq.idx;
-	cpu_set_t set;
-
-	if (!q->uq.se->opts.uring_pin || cpu >= CPU_SETSIZE)
-		return;
-	if (sched_getaffinity(0, sizeof(q->anywhere), &q->anywhere) < 0)
-		return;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	q->home = set;
-	/* Fails for an offline CPU or one outside our cpuset: serve unpinned then. */
-	q->pinned = sched_setaffinity(0, sizeof(set), &set) == 0;
-}
-
-static void ent_init(struct uring_queue *q, struct ring_ent *e, uint32_t idx, char *hdr,
-		     char *payload)
-{
-	e->q = q;
-	e->idx = idx;
-	e->state = ENT_IDLE;
-	e->hdr = (struct fuse_uring_req_header *)hdr;
-	e->payload = payload;
-	e->iov[0] = (struct iovec){hdr, URING_HDR_STRIDE};
-	e->iov[1] = (struct iovec){payload, q->max_payload};
-	e->req.se = q->uq.se;
-	e->req.rops = &uring_reply_ops;
-	e->req.chan = e;
-	e->req.queue = q->uq.idx;
-	e->req.stats = &q->uq.stats;
-	e->req.out = payload;
-	e->req.out_cap = q->max_payload;
-}
-
-/* Entries and buffers, allocated and first touched here so they are local to the queue's CPU. */
-static int queue_alloc(struct uring_queue *q)
-{
-	size_t hdr_area = rf_round_up((size_t)q->depth * URING_HDR_STRIDE, RF_PAGE_SIZE);
-	/* Each entry is a multiple of RF_REQ_ALIGN (its rf_req is aligned to that). */
-	size_t ents_size = q->depth * sizeof(struct ring_ent);
-	char *mem;
-
-	q->bufs_size = hdr_area + (size_t)q->depth * q->max_payload;
-	mem = mmap(NULL, q->bufs_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (mem == MAP_FAILED)
-		return -errno;
-	q->bufs = mem;
-	q->ents = aligned_alloc(RF_REQ_ALIGN, ents_size);
-	if (!q->ents)
-		return -ENOMEM;
-	memset(q->ents, 0, ents_size);
-	memset(mem, 0, hdr_area);
-	for (uint32_t i = 0; i < q->depth; i++)
-		ent_init(q, &q->ents[i], i, mem + (size_t)i * URING_HDR_STRIDE,
-			 mem + hdr_area + (size_t)i * q->max_payload);
-	q->live = q->depth;
-	return 0;
-}
-
-static int queue_ring_init(struct uring_queue *q)
-{
-	const unsigned int base = IORING_SETUP_SQE128;
-	/*
-	 * Spinning needs completions posted without our help, so no deferred task work then.
-	 * DEFER_TASKRUN is opt-in (uring_defer_taskrun=1): measured on the benchmark it adds a
-	 * wake-up round trip per request, because the kernel hands each request to the queue as
-	 * task work (docs/performance.md).
-	 */
-	const bool defer = !q->spin_ns && q->uq.se->opts.uring_defer_taskrun;
-	const unsigned int tries[] = {
-		defer ? base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
-				IORING_SETUP_COOP_TASKRUN
-		      : base | IORING_SETUP_SINGLE_ISSUER,
-		q->spin_ns ? base : base | IORING_SETUP_COOP_TASKRUN,
-		base,
-	};
-	int ret = rf_uq_ring_init(&q->uq, q->depth + URING_EXTRA_SQES, tries,
-				  sizeof(tries) / sizeof(tries[0]));
-
-	if (ret)
-		return ret;
-	q->ring_flags = q->uq.ring.flags;
-	/* A fixed file saves an fget/fput per command; the plain fd works as well. */
-	q->fixed_fd = io_uring_register_files(&q->uq.ring, &q->uq.se->fd, 1) == 0;
-	q->dev_fd = q->fixed_fd ? 0 : q->uq.se->fd;
-	q->dev_sqe_flags = q->fixed_fd ? IOSQE_FIXED_FILE : 0;
-	return 0;
-}
-
-static int queue_register_entries(struct uring_queue *q)
-{
-	int ret = rf_uq_register_reqs(&q->uq, &q->ents[0].req, q->depth, sizeof(struct ring_ent));
-
-	if (ret)
-		return ret;
-	rf_uq_arm_wake(&q->uq, ud_pack(UD_WAKE, 0));
-	for (uint32_t i = 0; i < q->depth; i++)
-		if (!ent_queue_cmd(q, &q->ents[i], FUSE_IO_URING_CMD_REGISTER))
-			return -EBUSY;
-	ret = io_uring_submit(&q->uq.ring);
-	rf_stat_inc(q->uq.stats.own.enters, 1);
-	if (ret < 0)
-		return ret;
-	/* Refusals are posted during the submit; successes stay silent until a request. */
-	queue_reap(q);
-	if (q->reg_errors == q->depth)
-		return q->first_reg_err;
-	if (q->reg_errors)
-		rf_log(RF_LOG_WARN,
-		       "ringfuse: io-uring queue %u: %u of %u entries could not be registered (%s)",
-		       q->uq.idx, q->reg_errors, q->depth, strerror(-q->first_reg_err));
-	return 0;
-}
-
-static int queue_setup(struct uring_queue *q)
-{
-	int ret;
-
-	queue_pin(q);
-	ret = queue_alloc(q);
-	if (!ret)
-		ret = queue_ring_init(q);
-	if (!ret)
-		ret = queue_register_entries(q);
-	return ret;
-}
-
-static void *queue_thread(void *arg)
-{
-	struct uring_queue *q = arg;
-	char name[16];
-	int err;
-
-	tls_queue = q;
-	snprintf(name, sizeof(name), "rf-uring-%u", q->uq.idx);
-	pthread_setname_np(pthread_self(), name);
-	err = queue_setup(q);
-	rf_uq_report_setup(&q->uq, err);
-	if (!err)
-		queue_loop(q);
-	tls_queue = NULL;
+	for (unsigned int k = 0; k < t->nkq; k++)
+		if (t->kq[k]->live == 0)
+			return t->kq[k];
 	return NULL;
 }
 
-/* ---- transport ops (session thread) ---- */
-
-static void queue_free(struct rf_uq *uq)
+static unsigned int thread_held(const struct uring_thread *t)
 {
-	struct uring_queue *q = uq_queue(uq);
+	unsigned int held = t->io_inflight;
 
-	if (q->bufs)
-		munmap(q->bufs, q->bufs_size);
-	free(q->ents);
-	free(q);
+	for (unsigned int k = 0; k < t->nkq; k++)
+		held += t->kq[k]->in_user;
+	return held;
 }
 
-static struct uring_queue *queue_new(struct uring_tp *tp, unsigned int qid)
+static bool thread_done(struct uring_thread *t)
 {
-	struct uring_queue *q = aligned_alloc(64, rf_round_up(sizeof(*q), 64));
+	rf_session *se = t->uq.se;
 
-	if (!q)
-		return NULL;
-	memset(q, 0, sizeof(*q));
-	q->depth = tp->depth;
-	q->max_payload = tp->max_payload;
-	q->spin_ns = (uint64_t)tp->set.se->opts.uring_spin_us * 1000;
-	if (rf_uq_init(&q->uq, &tp->set, qid) < 0) {
-		free(q);
-		return NULL;
+	if (rf_uq_stopping(&t->uq) || t->uq.fatal || t->dead_queues)
+		return true;
+	/* On the session's thread: back to the session when it ends (it drains and stops). */
+	if (t->on_caller && atomic_load_explicit(&se->exiting, memory_order_relaxed) &&
+	    !atomic_load_explicit(&t->uq.set->draining, memory_order_relaxed))
+		return true;
+	/* Entries still held by handlers can only fail now: do not wait for them. */
+	return t->conn_gone && t->in_kernel == 0 && t->io_inflight == 0;
+}
+
+/* One round: submit and wait, give back idle payload, reap, commit deferred replies. */
+static void thread_round(struct uring_thread *t)
+{
+	t->round++;
+	rf_uq_arm_wake(&t->uq, ud_pack(UD_WAKE, 0));
+	if (t->devr)
+		thread_arm_devread(t);
+	thread_wait(t);
+	thread_adapt(t, thread_reap(t));
+	thread_commit_deferred(t);
+	if (t->trim_due) {
+		/* The kernel reads the replies still queued when they are submitted: after that
+		 * no payload holds anything of ours. */
+		if (io_uring_sq_ready(&t->uq.ring)) {
+			io_uring_submit(&t->uq.ring);
+			rf_stat_inc(t->uq.stats.own.enters, 1);
+		}
+		thread_trim(t);
 	}
-	return q;
+	if (t->on_caller)
+		rf_session_poll_signals(t->uq.se);
+	/* What it holds is only counted (a walk over its queues) while draining. */
+	if (atomic_load_explicit(&t->uq.set->draining, memory_order_relaxed))
+		rf_uq_check_drained(&t->uq, thread_held(t));
 }
 
-static struct uring_tp *tp_new(rf_session *se, unsigned int nq)
+static void thread_loop(struct uring_thread *t)
 {
-	struct uring_tp *tp = calloc(1, sizeof(*tp));
+	while (!thread_done(t))
+		thread_round(t);
+}
 
-	if (!tp)
-		return NULL;
-	if (rf_uq_set_init(&tp->set, se, "io-uring queue", nq, queue_free) < 0) {
-		free(tp);
-		return NULL;
+/* Why the thread's loop ended, if the session cannot go on without it; else NULL. */
+static const char *thread_death(struct uring_thread *t)
+{
+	struct uring_kq *dead = thread_dead_queue(t);
+
+	if (t->uq.fatal)
+		return "its io_uring failed";
+	if (dead && !t->conn_gone) {
+		snprintf(t->uq.name, sizeof(t->uq.name), "io-uring queue %u", dead->qid);
+		return "the kernel refused all its ring entries";
 	}
-	tp->depth = se->opts.uring_depth ? se->opts.uring_depth : URING_DEFAULT_DEPTH;
-	tp->max_payload = payload_size(se);
-	return tp;
+	return NULL;
 }
 
-static void tp_free(struct uring_tp *tp)
+/* After the loop: settle what still uses the buffers, say how it ended. */
+static void thread_finish(struct uring_thread *t)
 {
-	rf_uq_finish(&tp->set);
-	free(tp);
+	const char *why = thread_death(t);
+	uint64_t lost = 0;
+
+	/* Backend reads must not land in the buffers after they are freed: let them finish. */
+	if (!rf_uq_settle(&t->uq, &t->io_inflight, URING_IO_WAIT_NS, thread_reap_uq)) {
+		rf_log(RF_LOG_WARN, "ringfuse: %s: %u backend operations pending at exit",
+		       t->uq.name, t->io_inflight);
+		t->uq.leak = true;
+	}
+	if (t->devr)
+		thread_devread_end(t);
+	for (unsigned int k = 0; k < t->nkq; k++)
+		lost += t->kq[k]->lost;
+	if (lost)
+		rf_log(RF_LOG_WARN, "ringfuse: %s: %llu replies were refused", t->uq.name,
+		       (unsigned long long)lost);
+	rf_uq_ended(&t->uq, why);
 }
 
-static int start_threads(struct uring_tp *tp)
+/* ---- setup (on the thread) ---- */
+
+/* Run on the CPUs of its queues (those the process may use), when that is not all of them. */
+static void thread_pin(struct uring_thread *t)
 {
-	for (unsigned int i = 0; i < tp->set.n; i++) {
-		struct uring_queue *q = queue_new(tp, i);
+	const struct rf_uring_plan *p = &t->tp->plan;
+	const struct rf_topology *topo = &t->tp->topo;
+	unsigned int th = t->uq.idx, n = 0, nodes = 0;
+	int node = p->thread[th].node;
+
+	if (!t->uq.se->opts.uring_pin || t->on_caller)
+		return;
+	if (sched_getaffinity(0, t->setsize, t->anywhere) < 0)
+		return;
+	CPU_ZERO_S(t->setsize, t->home);
+	for (unsigned int id = 0; id < p->nids && id < t->setsize * 8; id++) {
+		if (rf_uring_plan_has_cpu(p, th, id) && CPU_ISSET_S(id, t->setsize, t->anywhere)) {
+			CPU_SET_S(id, t->setsize, t->home);
+			n++;
+		}
+	}
+	if (n == 0 || CPU_EQUAL_S(t->setsize, t->home, t->anywhere))
+		return; /* nowhere it may run, or everywhere already */
+	/* Spread within its node when the machine has several: its memory is there. */
+	for (unsigned int id = 0; id < topo->nids; id++)
+		nodes = topo->cpu[id].possible && (unsigned int)topo->cpu[id].node + 1 > nodes
+				? (unsigned int)topo->cpu[id].node + 1
+				: nodes;
+	if (node >= 0 && nodes > 1) {
+		for (unsigned int id = 0; id < topo->nids && id < t->setsize * 8; id++)
+			if (topo->cpu[id].node != node)
+				CPU_CLR_S(id, t->setsize, t->anywhere);
+	}
+	/* Fails for offline CPUs or ones outside our cpuset: serve unpinned then. */
+	t->pinned = sched_setaffinity(0, t->setsize, t->home) == 0;
+}
+
+void ent_init(struct uring_kq *kq, struct ring_ent *e, unsigned int i)
+{
+	struct uring_thread *t = kq->t;
+	char *hdr = rf_entry_mem_hdr(&kq->mem, i);
+	char *payload = rf_entry_mem_payload(&kq->mem, i);
+
+	e->kq = kq;
+	e->slot = (uint32_t)(e - t->ents);
+	e->state = ENT_IDLE;
+	e->hdr = (struct fuse_uring_req_header *)hdr;
+	e->payload = payload;
+	e->iov[0] = (struct iovec){hdr, RF_URING_HDR_STRIDE};
+	e->iov[1] = (struct iovec){payload, t->tp->max_payload};
+	e->req.se = t->uq.se;
+	e->req.rops = &uring_reply_ops;
+	e->req.chan = e;
+	e->req.queue = kq->qid;
+	e->req.stats = kq->stats;
+	e->req.out = payload;
+	e->req.out_cap = t->tp->max_payload;
+}
+
+/*
+ * The entry array (every slot a queue may grow into; a slot's pages are touched only when its
+ * entry is made) and each queue's buffer reservation, made here so that what is touched is
+ * local to the thread's node.
+ */
+static int thread_alloc(struct uring_thread *t)
+{
+	struct uring_tp *tp = t->tp;
+	void *mem;
+
+	t->nents = (size_t)t->nkq * tp->depth_max;
+	t->ents_size = rf_round_up(t->nents * sizeof(struct ring_ent), RF_PAGE_SIZE);
+	mem = mmap(NULL, t->ents_size, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED) {
+		t->ents = NULL;
+		return -errno;
+	}
+	t->ents = mem;
+	for (unsigned int k = 0; k < t->nkq; k++) {
+		struct uring_kq *kq = t->kq[k];
 		int ret;
 
-		if (!q)
-			return -ENOMEM;
-		ret = rf_uq_start(&q->uq, queue_thread);
+		kq->ents = &t->ents[(size_t)k * tp->depth_max];
+		ret = rf_entry_mem_reserve(&kq->mem, tp->depth_max, RF_URING_HDR_STRIDE,
+					   tp->max_payload);
 		if (ret)
 			return ret;
 	}
 	return 0;
 }
 
+static int thread_ring_init(struct uring_thread *t)
+{
+	const unsigned int base = IORING_SETUP_SQE128;
+	/*
+	 * Spinning needs completions posted without our help, so no deferred task work then.
+	 * DEFER_TASKRUN is opt-in (uring_defer_taskrun=1): measured on the benchmark it adds a
+	 * wake-up round trip per request, because the kernel hands each request to the thread as
+	 * task work (docs/performance.md).
+	 */
+	const bool defer = !t->spin_ns && t->uq.se->opts.uring_defer_taskrun;
+	const unsigned int tries[] = {
+		defer ? base | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+				IORING_SETUP_COOP_TASKRUN
+		      : base | IORING_SETUP_SINGLE_ISSUER,
+		t->spin_ns ? base : base | IORING_SETUP_COOP_TASKRUN,
+		base,
+	};
+	uint64_t entries = (uint64_t)t->nkq * t->tp->depth_max;
+	unsigned int sq, cq;
+	int ret;
+
+	if (entries > t->tp->budget.entries_max)
+		entries = t->tp->budget.entries_max;
+	rf_uring_ring_size(entries, &sq, &cq);
+	ret = rf_uq_ring_init(&t->uq, sq, cq, tries, sizeof(tries) / sizeof(tries[0]));
+	if (ret)
+		return ret;
+	t->ring_flags = t->uq.ring.flags;
+	/* A fixed file saves an fget/fput per command; the plain fd works as well. */
+	t->fixed_fd = io_uring_register_files(&t->uq.ring, &t->uq.se->fd, 1) == 0;
+	t->dev_fd = t->fixed_fd ? 0 : t->uq.se->fd;
+	t->dev_sqe_flags = t->fixed_fd ? IOSQE_FIXED_FILE : 0;
+	return 0;
+}
+
+static int thread_register_entries(struct uring_thread *t)
+{
+	int ret = rf_uq_register_reqs(&t->uq, &t->ents[0].req, t->nents, sizeof(struct ring_ent));
+
+	if (ret)
+		return ret;
+	rf_uq_arm_wake(&t->uq, ud_pack(UD_WAKE, 0));
+	for (unsigned int k = 0; k < t->nkq; k++) {
+		ret = kq_make_entries(t->kq[k], t->tp->depth_min);
+		if (ret)
+			return ret;
+	}
+	ret = io_uring_submit(&t->uq.ring);
+	rf_stat_inc(t->uq.stats.own.enters, 1);
+	if (ret < 0)
+		return ret;
+	/* Refusals are posted during the submit; successes stay silent until a request. */
+	thread_reap(t);
+	for (unsigned int k = 0; k < t->nkq; k++) {
+		struct uring_kq *kq = t->kq[k];
+
+		if (kq->reg_errors == kq->depth)
+			return kq->first_reg_err;
+		if (kq->reg_errors)
+			rf_log(RF_LOG_WARN,
+			       "ringfuse: io-uring queue %u: %u of %u entries could not be "
+			       "registered (%s)",
+			       kq->qid, kq->reg_errors, kq->depth, strerror(-kq->first_reg_err));
+	}
+	return 0;
+}
+
+static int thread_setup(struct uring_thread *t)
+{
+	int ret;
+
+	thread_pin(t);
+	ret = thread_alloc(t);
+	if (!ret)
+		ret = thread_ring_init(t);
+	if (!ret && t->tp->trim_ns) {
+		/* Without the means to trim safely, entries keep their memory. */
+		t->trimming = rf_trimmer_init(&t->trimmer, t->tp->max_payload) == 0;
+		if (!t->trimming)
+			rf_log_once(RF_LOG_WARN, "ringfuse: idle ring entries cannot give their "
+						 "memory back here (no /proc/self/pagemap?)");
+	}
+	if (!ret && t->on_caller)
+		ret = thread_devread_setup(t);
+	if (!ret)
+		ret = thread_register_entries(t);
+	return ret;
+}
+
+static void *thread_main(void *arg)
+{
+	struct uring_thread *t = arg;
+	char name[16];
+	int err;
+
+	tls_thread = t;
+	snprintf(name, sizeof(name), "rf-uring-%u", t->uq.idx);
+	pthread_setname_np(pthread_self(), name);
+	err = thread_setup(t);
+	rf_uq_report_setup(&t->uq, err);
+	if (!err) {
+		thread_loop(t);
+		thread_finish(t);
+	}
+	tls_thread = NULL;
+	return NULL;
+}
+
+/* ---- transport ops (session thread) ---- */
+
+static void thread_drop(struct uring_thread *t);
+
+static void thread_free(struct rf_uq *uq)
+{
+	struct uring_thread *t = uq_thread(uq);
+
+	for (unsigned int k = 0; k < t->nkq; k++)
+		rf_entry_mem_release(&t->kq[k]->mem);
+	if (t->trimming)
+		rf_trimmer_release(&t->trimmer);
+	if (t->ents)
+		munmap(t->ents, t->ents_size);
+	thread_drop(t);
+}
+
+/* Its queues' counters stay readable by the session after the thread is gone. */
+static void thread_retire_stats(struct rf_uq *uq)
+{
+	struct uring_thread *t = uq_thread(uq);
+
+	for (unsigned int k = 0; k < t->nkq; k++)
+		rf_session_retire_queue(uq->se, t->kq[k]->qid);
+}
+
+static void thread_drop(struct uring_thread *t)
+{
+	for (unsigned int k = 0; k < t->nkq; k++)
+		free(t->kq[k]);
+	CPU_FREE(t->home);
+	CPU_FREE(t->anywhere);
+	free(t->kq);
+	free(t);
+}
+
+static struct uring_thread *thread_new(struct uring_tp *tp, unsigned int idx)
+{
+	const struct rf_uring_thread *plan = &tp->plan.thread[idx];
+	struct uring_thread *t = aligned_alloc(64, rf_round_up(sizeof(*t), 64));
+	unsigned int ncpu = tp->plan.nids > CPU_SETSIZE ? tp->plan.nids : CPU_SETSIZE;
+
+	if (!t)
+		return NULL;
+	memset(t, 0, sizeof(*t));
+	t->tp = tp;
+	t->on_caller = tp->on_caller;
+	t->spin_ns = (uint64_t)tp->set.se->opts.uring_spin_us * 1000;
+	t->kq = calloc(plan->count, sizeof(*t->kq));
+	t->home = CPU_ALLOC(ncpu);
+	t->anywhere = CPU_ALLOC(ncpu);
+	t->setsize = CPU_ALLOC_SIZE(ncpu);
+	if (!t->kq || !t->home || !t->anywhere) {
+		thread_drop(t);
+		return NULL;
+	}
+	for (unsigned int k = 0; k < plan->count; k++) {
+		struct uring_kq *kq = aligned_alloc(64, rf_round_up(sizeof(*kq), 64));
+
+		if (!kq) {
+			thread_drop(t);
+			return NULL;
+		}
+		memset(kq, 0, sizeof(*kq));
+		kq->t = t;
+		kq->qid = tp->plan.queues[plan->first + k];
+		/* The first queue's counters are the thread's: they count its system calls. */
+		kq->stats = k ? &kq->own_stats : &t->uq.stats;
+		kq->stats->own.thread = idx;
+		t->kq[t->nkq++] = kq;
+	}
+	if (rf_uq_init(&t->uq, &tp->set, idx) < 0) {
+		thread_drop(t);
+		return NULL;
+	}
+	if (t->nkq > 1)
+		snprintf(t->uq.name, sizeof(t->uq.name), "io-uring thread %u (queues %u-%u)", idx,
+			 t->kq[0]->qid, t->kq[t->nkq - 1]->qid);
+	else
+		snprintf(t->uq.name, sizeof(t->uq.name), "io-uring queue %u", t->kq[0]->qid);
+	return t;
+}
+
+static void tp_free(struct uring_tp *tp)
+{
+	rf_uq_finish(&tp->set);
+	rf_uring_plan_free(&tp->plan);
+	rf_topology_free(&tp->topo);
+	free(tp);
+}
+
 /* Whether the kernel refused some queue's REGISTERs (so it fell back to /dev/fuse itself). */
 static bool kernel_refused(const struct uring_tp *tp)
 {
-	for (unsigned int i = 0; i < tp->set.n; i++)
-		if (tp->set.q[i] && uq_queue(tp->set.q[i])->reg_errors)
-			return true;
+	for (unsigned int i = 0; i < tp->set.n; i++) {
+		const struct uring_thread *t = uq_thread(tp->set.q[i]);
+
+		for (unsigned int k = 0; t && k < t->nkq; k++)
+			if (t->kq[k]->reg_errors)
+				return true;
+	}
 	return false;
 }
 
@@ -940,72 +1024,238 @@ static void force_dev_fallback(rf_session *se)
 
 static void log_started(const struct uring_tp *tp)
 {
-	const struct uring_queue *q0 = uq_queue(tp->set.q[0]);
+	const struct uring_thread *t0 = uq_thread(tp->set.q[0]);
 	unsigned int pinned = 0;
-	char flags[96];
+	char flags[96], trim[48] = "", bound[48] = "";
+	rf_session *se = tp->set.se;
 
 	for (unsigned int i = 0; i < tp->set.n; i++)
-		pinned += uq_queue(tp->set.q[i])->pinned;
-	flags_string(q0->ring_flags, flags, sizeof(flags));
+		pinned += uq_thread(tp->set.q[i])->pinned;
+	flags_string(t0->ring_flags, flags, sizeof(flags));
+	if (tp->trim_ns)
+		snprintf(trim, sizeof(trim), ", idle payload given back after %u ms",
+			 se->opts.uring_trim_ms);
+	if (se->opts.uring_payload_max)
+		snprintf(bound, sizeof(bound), ", at most %llu entries",
+			 (unsigned long long)tp->budget.entries_max);
 	rf_log(RF_LOG_INFO,
-	       "ringfuse: io-uring transport: %u queues x depth %u, payload %zu KiB, flags %s%s, "
-	       "%u pinned%s, spin %u us",
-	       tp->set.n, tp->depth, tp->max_payload / 1024, flags, q0->fixed_fd ? "|fixed-fd" : "",
-	       pinned, pinned && tp->set.se->opts.uring_spread ? " (spread under load)" : "",
-	       tp->set.se->opts.uring_spin_us);
+	       "ringfuse: io-uring transport: %u queues on %u thread%s%s, depth %u..%u%s, payload "
+	       "%zu KiB%s, flags %s%s, %u pinned%s, spin %u us",
+	       tp->nq, tp->set.n, tp->set.n == 1 ? "" : "s",
+	       tp->on_caller ? " (the session's own: single-threaded)" : "", tp->depth_min,
+	       tp->depth_max, bound, tp->max_payload / 1024, trim, flags,
+	       t0->fixed_fd ? "|fixed-fd" : "", pinned,
+	       pinned && se->opts.uring_spread ? " (spread under load)" : "",
+	       se->opts.uring_spin_us);
 }
 
-static int uring_start(rf_session *se)
+/* The machine, the threads' plan, and what the queues may grow to; logs why it cannot. */
+static int tp_plan(struct uring_tp *tp, rf_session *se)
 {
-	/* The kernel's count (fuse_uring_create(): num_possible_cpus()), and it maps a caller on
-	 * CPU c to queue c. */
-	unsigned int nq = rf_possible_cpus();
-	struct uring_tp *tp;
-	int ret, err;
+	struct rf_uring_config c = {0};
+	struct rf_mem_limits lim;
+	unsigned int threads;
+	char why[512];
+	int ret;
 
-	if (se->opts.uring_queues && se->opts.uring_queues != nq)
+	/* The kernel's count (fuse_uring_create(): num_possible_cpus()); it maps a caller on
+	 * CPU c to queue c. Without a readable sysfs, a machine of that many plain CPUs. */
+	if (rf_topology_read(NULL, &tp->topo) < 0 &&
+	    rf_topology_synthetic(&tp->topo, rf_possible_cpus(), 1, 1) < 0)
+		return -ENOMEM;
+	tp->nq = tp->topo.npossible;
+	if (se->opts.uring_queues && se->opts.uring_queues != tp->nq)
 		rf_log(RF_LOG_WARN,
 		       "ringfuse: the kernel needs one io-uring queue per possible "
 		       "CPU; using %u",
-		       nq);
-	if (nq > RF_MAX_QUEUES) {
-		rf_log(RF_LOG_ERR, "ringfuse: %u possible CPUs, io-uring supports at most %u", nq,
-		       RF_MAX_QUEUES);
-		force_dev_fallback(se);
+		       tp->nq);
+	if (tp->nq > RF_MAX_QUEUES) {
+		rf_log(RF_LOG_ERR, "ringfuse: %u possible CPUs, io-uring supports at most %u",
+		       tp->nq, RF_MAX_QUEUES);
 		return -E2BIG;
 	}
-	tp = tp_new(se, nq);
+	/* One thread runs every callback with -s or uring_threads=1: the session's own. */
+	threads = se->opts.uring_threads ? se->opts.uring_threads
+					 : rf_uring_default_threads(&tp->topo);
+	if (se->opts.single_thread)
+		threads = 1;
+	if (threads > tp->nq) {
+		rf_log(RF_LOG_ERR,
+		       "ringfuse: uring_threads=%u, but this machine has %u io-uring queues (one "
+		       "per possible CPU): at most %u threads can serve them",
+		       threads, tp->nq, tp->nq);
+		return -EINVAL;
+	}
+	tp->on_caller = threads == 1;
+	ret = rf_uring_plan_threads(&tp->topo, threads, &tp->plan);
+	if (ret)
+		return ret;
+	tp->depth_max = se->opts.uring_depth ? se->opts.uring_depth : RF_URING_DEPTH_DEFAULT;
+	tp->depth_min =
+		se->opts.uring_depth_min ? se->opts.uring_depth_min : RF_URING_DEPTH_MIN_DEFAULT;
+	if (tp->depth_min > tp->depth_max)
+		tp->depth_min = tp->depth_max;
+	tp->max_payload = rf_uring_payload_size(se->conn.max_write, se->conn.max_pages,
+						(se->conn.want & RF_CAP_MAX_PAGES) != 0);
+	c.depth_min = tp->depth_min;
+	c.depth_max = tp->depth_max;
+	c.payload = tp->max_payload;
+	c.payload_limit = se->opts.uring_payload_max;
+	ret = rf_uring_budget(&tp->plan, &c, &tp->budget, why, sizeof(why));
+	if (ret) {
+		rf_log(RF_LOG_ERR, "ringfuse: %s", why);
+		return ret;
+	}
+	rf_mem_limits_read(&lim);
+	ret = rf_uring_check_limits(&tp->budget, &lim, why, sizeof(why));
+	if (ret < 0) {
+		rf_log(RF_LOG_ERR, "ringfuse: %s", why);
+		return ret;
+	}
+	if (ret > 0)
+		rf_log(RF_LOG_WARN, "ringfuse: %s", why);
+	tp->trim_ns = (uint64_t)se->opts.uring_trim_ms * 1000000ull;
+	return 0;
+}
+
+static struct uring_tp *tp_new(rf_session *se, int *err)
+{
+	struct uring_tp *tp = calloc(1, sizeof(*tp));
+
+	*err = -ENOMEM;
+	if (!tp)
+		return NULL;
+	*err = tp_plan(tp, se);
+	if (*err == 0)
+		*err = rf_uq_set_init(&tp->set, se, "io-uring thread", tp->plan.nthreads,
+				      thread_free);
+	if (*err) {
+		rf_uring_plan_free(&tp->plan);
+		rf_topology_free(&tp->topo);
+		free(tp);
+		return NULL;
+	}
+	tp->set.retire_stats = thread_retire_stats;
+	return tp;
+}
+
+static int start_threads(struct uring_tp *tp)
+{
+	for (unsigned int i = 0; i < tp->set.n; i++) {
+		struct uring_thread *t = thread_new(tp, i);
+		int ret;
+
+		if (!t)
+			return -ENOMEM;
+		ret = rf_uq_start(&t->uq, thread_main);
+		if (ret)
+			return ret;
+	}
+	return rf_uq_wait_setup(&tp->set);
+}
+
+/* Single-threaded: the one thread is the session's own, set up here (it read INIT). */
+static int start_on_caller(struct uring_tp *tp)
+{
+	struct uring_thread *t = thread_new(tp, 0);
+	int ret;
+
+	if (!t)
+		return -ENOMEM;
+	tls_thread = t;
+	ret = thread_setup(t);
+	if (ret) {
+		rf_log(RF_LOG_ERR, "ringfuse: %s: setup failed: %s", t->uq.name, strerror(-ret));
+		tls_thread = NULL;
+	}
+	return ret;
+}
+
+static void publish_stats(struct uring_tp *tp)
+{
+	rf_session *se = tp->set.se;
+
+	for (unsigned int i = 0; i < tp->set.n; i++) {
+		struct uring_thread *t = uq_thread(tp->set.q[i]);
+
+		for (unsigned int k = 0; k < t->nkq; k++)
+			rf_session_register_queue(se, t->kq[k]->qid, t->kq[k]->stats);
+	}
+	se->nthreads = tp->set.n;
+}
+
+static void uring_destroy(rf_session *se);
+
+static int uring_start(rf_session *se)
+{
+	struct uring_tp *tp;
+	int ret;
+
+	tp = tp_new(se, &ret);
 	if (!tp) {
 		force_dev_fallback(se);
-		return -ENOMEM;
+		return ret;
 	}
+	pthread_mutex_lock(&se->lock);
 	se->tp_data = tp;
-	ret = start_threads(tp);
-	if (ret)
-		rf_uq_stop(&tp->set);
-	err = rf_uq_wait_setup(&tp->set);
-	if (!ret)
-		ret = err;
+	pthread_mutex_unlock(&se->lock);
+	ret = tp->on_caller ? start_on_caller(tp) : start_threads(tp);
 	if (ret) {
 		bool refused = kernel_refused(tp);
 
-		se->tp_data = NULL;
-		tp_free(tp);
+		rf_uq_stop(&tp->set);
+		uring_destroy(se);
 		if (!refused)
 			force_dev_fallback(se);
 		return ret;
 	}
-	rf_uq_publish_stats(&tp->set);
+	publish_stats(tp);
+	if (tp->on_caller) {
+		atomic_store(&se->serve_wake, uq_thread(tp->set.q[0])->uq.efd);
+		se->serve_here = true;
+	}
 	log_started(tp);
+	return 0;
+}
+
+/* Single-threaded: serve on this thread until the session ends. */
+static int uring_serve(rf_session *se)
+{
+	struct uring_tp *tp = se->tp_data;
+
+	struct uring_thread *t;
+
+	if (!tp || !tp->on_caller)
+		return 0;
+	t = uq_thread(tp->set.q[0]);
+	thread_loop(t);
+	/* A death ends the session at once, without a drain (the rest comes in destroy). */
+	if (thread_death(t))
+		rf_uq_ended(&t->uq, thread_death(t));
 	return 0;
 }
 
 static void uring_drain(rf_session *se, uint64_t deadline_ns)
 {
 	struct uring_tp *tp = se->tp_data;
+	struct uring_thread *t;
 
-	if (tp)
+	if (!tp)
+		return;
+	if (!tp->on_caller) {
 		rf_uq_drain(&tp->set, deadline_ns);
+		return;
+	}
+	/* The one thread is this one: go on serving until nothing is owed, or the deadline. */
+	t = uq_thread(tp->set.q[0]);
+	atomic_store(&tp->set.draining, true);
+	while (!t->uq.drained && rf_now_ns() < deadline_ns && !thread_done(t))
+		thread_round(t);
+	if (!t->uq.drained && thread_held(t))
+		rf_log(RF_LOG_WARN,
+		       "ringfuse: %s: requests still unanswered when the drain time ran out; "
+		       "their callers get an error",
+		       t->uq.name);
 }
 
 static void uring_stop(rf_session *se)
@@ -1022,8 +1272,36 @@ static void uring_destroy(rf_session *se)
 
 	if (!tp)
 		return;
+	if (tp->on_caller && tp->set.q[0] && tls_thread == uq_thread(tp->set.q[0])) {
+		atomic_store(&se->serve_wake, -1);
+		rf_uq_stop(&tp->set);
+		thread_finish(tls_thread);
+		tls_thread = NULL;
+	}
+	pthread_mutex_lock(&se->lock);
 	se->tp_data = NULL;
+	pthread_mutex_unlock(&se->lock);
 	tp_free(tp);
+}
+
+/* What the queues' payload holds in memory right now (with se->lock held). */
+static void uring_sample(rf_session *se, struct rf_stats *out)
+{
+	struct uring_tp *tp = se->tp_data;
+
+	if (!tp)
+		return;
+	for (unsigned int i = 0; i < tp->set.n; i++) {
+		struct uring_thread *t = tp->set.q[i] ? uq_thread(tp->set.q[i]) : NULL;
+
+		for (unsigned int k = 0; t && k < t->nkq; k++) {
+			uint64_t bytes = rf_entry_mem_resident(&t->kq[k]->mem);
+
+			if (t->kq[k]->qid < RF_MAX_QUEUES)
+				out->queue[t->kq[k]->qid].payload_resident = bytes;
+			out->total.payload_resident += bytes;
+		}
+	}
 }
 
 const struct rf_transport rf_transport_uring = {
@@ -1032,4 +1310,6 @@ const struct rf_transport rf_transport_uring = {
 	.drain = uring_drain,
 	.stop = uring_stop,
 	.destroy = uring_destroy,
+	.serve = uring_serve,
+	.sample = uring_sample,
 };

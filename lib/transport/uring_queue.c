@@ -44,6 +44,7 @@ int rf_uq_init(struct rf_uq *q, struct rf_uq_set *set, unsigned int idx)
 	q->set = set;
 	q->se = set->se;
 	q->idx = idx;
+	snprintf(q->name, sizeof(q->name), "%s %u", set->kind, idx);
 	/* Blocking on purpose: a non-blocking eventfd read would complete with EAGAIN at once. */
 	q->efd = eventfd(0, EFD_CLOEXEC);
 	if (q->efd < 0)
@@ -69,8 +70,7 @@ int rf_uq_start(struct rf_uq *q, void *(*fn)(void *))
 void rf_uq_report_setup(struct rf_uq *q, int err)
 {
 	if (err)
-		rf_log(RF_LOG_ERR, "ringfuse: %s %u: setup failed: %s", q->set->kind, q->idx,
-		       strerror(-err));
+		rf_log(RF_LOG_ERR, "ringfuse: %s: setup failed: %s", q->name, strerror(-err));
 	pthread_mutex_lock(&q->set->lock);
 	q->setup_err = err;
 	q->setup_done = true;
@@ -104,22 +104,26 @@ static void log_ring_error(const struct rf_uq *q, int err)
 
 	if (err == -ENOMEM && getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
 		rf_log(RF_LOG_ERR,
-		       "ringfuse: %s %u: cannot create its io_uring: %s (the locked memory limit, "
+		       "ringfuse: %s: cannot create its io_uring: %s (the locked memory limit, "
 		       "RLIMIT_MEMLOCK, is %llu KiB: raise it, e.g. ulimit -l)",
-		       q->set->kind, q->idx, strerror(-err),
-		       (unsigned long long)rl.rlim_cur / 1024);
+		       q->name, strerror(-err), (unsigned long long)rl.rlim_cur / 1024);
 	else
-		rf_log(RF_LOG_ERR, "ringfuse: %s %u: cannot create its io_uring: %s", q->set->kind,
-		       q->idx, strerror(-err));
+		rf_log(RF_LOG_ERR, "ringfuse: %s: cannot create its io_uring: %s", q->name,
+		       strerror(-err));
 }
 
-int rf_uq_ring_init(struct rf_uq *q, unsigned int entries, const unsigned int *tries, size_t ntries)
+int rf_uq_ring_init(struct rf_uq *q, unsigned int entries, unsigned int cq_entries,
+		    const unsigned int *tries, size_t ntries)
 {
 	int ret = -EINVAL;
 
 	for (size_t i = 0; i < ntries; i++) {
 		struct io_uring_params p = {.flags = tries[i]};
 
+		if (cq_entries) {
+			p.flags |= IORING_SETUP_CQSIZE;
+			p.cq_entries = cq_entries;
+		}
 		ret = io_uring_queue_init_params(entries, &q->ring, &p);
 		if (ret != -EINVAL)
 			break;
@@ -160,8 +164,7 @@ struct io_uring_sqe *rf_uq_get_sqe(struct rf_uq *q)
 
 	if (!sqe) {
 		/* The SQ has a slot per request object plus spares, so this means a bug. */
-		rf_log_once(RF_LOG_WARN, "ringfuse: %s %u: submission queue full", q->set->kind,
-			    q->idx);
+		rf_log_once(RF_LOG_WARN, "ringfuse: %s: submission queue full", q->name);
 		io_uring_submit(&q->ring);
 		rf_stat_inc(q->stats.own.enters, 1);
 		sqe = io_uring_get_sqe(&q->ring);
@@ -198,8 +201,7 @@ void rf_uq_wait(struct rf_uq *q)
 	rf_stat_inc(q->stats.own.enters, 1);
 	if (ret >= 0 || ret == -EINTR || ret == -EAGAIN || ret == -EBUSY || ret == -ETIME)
 		return;
-	rf_log(RF_LOG_ERR, "ringfuse: %s %u: io_uring_enter failed: %s", q->set->kind, q->idx,
-	       strerror(-ret));
+	rf_log(RF_LOG_ERR, "ringfuse: %s: io_uring_enter failed: %s", q->name, strerror(-ret));
 	q->fatal = ret;
 }
 
@@ -233,9 +235,9 @@ void rf_uq_ended(struct rf_uq *q, const char *why)
 	if (!why || rf_uq_stopping(q))
 		return;
 	rf_session_fail(q->se, q->fatal ? q->fatal : -EIO,
-			"ringfuse: %s %u died (%s): ending the session, so that the kernel fails "
+			"ringfuse: %s died (%s): ending the session, so that the kernel fails "
 			"the requests it would still route there",
-			q->set->kind, q->idx, why);
+			q->name, why);
 }
 
 bool rf_uq_settle(struct rf_uq *q, const unsigned int *inflight, uint64_t wait_ns,
@@ -276,9 +278,9 @@ out:
 	for (unsigned int i = 0; i < set->n; i++)
 		if (set->q[i] && set->q[i]->thread_started && !set->q[i]->drained)
 			rf_log(RF_LOG_WARN,
-			       "ringfuse: %s %u: requests still unanswered when the drain time "
+			       "ringfuse: %s: requests still unanswered when the drain time "
 			       "ran out; their callers get an error",
-			       set->kind, set->q[i]->idx);
+			       set->q[i]->name);
 	pthread_mutex_unlock(&set->lock);
 }
 
@@ -337,8 +339,8 @@ static void finish_one(struct rf_uq_set *set, struct rf_uq *q, unsigned int *wai
 	if (q->leak || busy(q)) {
 		/* A late reply would write into its buffers and wake it: keep it all. */
 		rf_log(RF_LOG_WARN,
-		       "ringfuse: %s %u: requests still unanswered at exit; keeping its memory",
-		       set->kind, q->idx);
+		       "ringfuse: %s: requests still unanswered at exit; keeping its memory",
+		       q->name);
 		bury(q);
 		return;
 	}
@@ -358,7 +360,10 @@ void rf_uq_finish(struct rf_uq_set *set)
 			continue;
 		if (q->thread_started)
 			pthread_join(q->thread, NULL);
-		rf_session_retire_queue(set->se, q->idx);
+		if (set->retire_stats)
+			set->retire_stats(q);
+		else
+			rf_session_retire_queue(set->se, q->idx);
 		finish_one(set, q, &wait_us);
 	}
 	pthread_mutex_destroy(&set->lock);

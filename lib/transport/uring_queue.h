@@ -38,6 +38,7 @@ struct rf_uq {
 	struct rf_uq_set *set;
 	rf_session *se;
 	unsigned int idx; /* queue or worker index, also rf_req_queue() */
+	char name[48];	  /* for messages: "io-uring queue 3" (set kind and idx, unless changed) */
 	int efd;	  /* wake-up eventfd: written by stop/drain and by deferred replies */
 	pthread_t thread;
 	bool thread_started;
@@ -79,6 +80,9 @@ struct rf_uq_set {
 	void (*release_queue)(struct rf_uq *q);
 	/* Free a queue's memory once nothing can touch it (its transport's part too). */
 	void (*free_queue)(struct rf_uq *q);
+	/* Its thread is gone: keep its counters readable (may be NULL: the session's queue
+	 * q->idx is retired). For queues whose counters are published under other indices. */
+	void (*retire_stats)(struct rf_uq *q);
 };
 
 /* ---- set up (session thread) ---- */
@@ -92,9 +96,10 @@ int rf_uq_start(struct rf_uq *q, void *(*fn)(void *));
 int rf_uq_wait_setup(struct rf_uq_set *set);
 /* On the queue thread: setup finished with err. */
 void rf_uq_report_setup(struct rf_uq *q, int err);
-/* Create q's ring: the first of tries[] the kernel accepts, entries SQEs. */
-int rf_uq_ring_init(struct rf_uq *q, unsigned int entries, const unsigned int *tries,
-		    size_t ntries);
+/* Create q's ring: the first of tries[] the kernel accepts, entries SQEs, cq_entries CQEs (0:
+ * twice the SQEs). */
+int rf_uq_ring_init(struct rf_uq *q, unsigned int entries, unsigned int cq_entries,
+		    const unsigned int *tries, size_t ntries);
 /* Let the session's interrupt scanner see q's request objects; 0 or -ENOMEM. */
 int rf_uq_register_reqs(struct rf_uq *q, rf_req *first, size_t count, size_t stride);
 /* Counters of every queue are the session's from now on. */
@@ -120,14 +125,14 @@ void rf_uq_check_drained(struct rf_uq *q, unsigned int held);
  * the reason the queue died, which ends the session with an error. */
 void rf_uq_ended(struct rf_uq *q, const char *why);
 /* Fault injection (RINGFUSE_FAULT=uring_queue_fatal:Q): true when q, about to dispatch a
- * request with this opcode, must fail instead. Logs why. */
-static inline bool rf_uq_fault(struct rf_uq *q, uint32_t opcode)
+ * request with this opcode for its queue idx, must fail instead. Logs why. */
+static inline bool rf_uq_fault(struct rf_uq *q, unsigned int idx, uint32_t opcode)
 {
 	if (__builtin_expect(rf_faults.uring_queue_fatal == 0, 1) ||
-	    rf_faults.uring_queue_fatal != (int)q->idx + 1 || opcode != FUSE_READ)
+	    rf_faults.uring_queue_fatal != (int)idx + 1 || opcode != FUSE_READ)
 		return false;
-	rf_log(RF_LOG_ERR, "ringfuse: %s %u: io_uring_enter failed: %s (injected fault)",
-	       q->set->kind, q->idx, strerror(EIO));
+	rf_log(RF_LOG_ERR, "ringfuse: %s: io_uring_enter failed: %s (injected fault)", q->name,
+	       strerror(EIO));
 	q->fatal = -EIO;
 	return true;
 }

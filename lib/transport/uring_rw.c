@@ -365,7 +365,7 @@ static void worker_reap(struct rw_worker *w)
 	{
 		if (ud_kind(cqe->user_data) == UD_READ &&
 		    cqe->res >= (int)sizeof(struct fuse_in_header) &&
-		    rf_uq_fault(&w->uq, slot_opcode(w, cqe->user_data)))
+		    rf_uq_fault(&w->uq, w->uq.idx, slot_opcode(w, cqe->user_data)))
 			break;
 		worker_handle_cqe(w, cqe->user_data, cqe->res);
 		n++;
@@ -473,7 +473,7 @@ static int worker_setup(struct rw_worker *w)
 	int ret = worker_alloc(w);
 
 	if (!ret)
-		ret = rf_uq_ring_init(&w->uq, w->nslots + RW_EXTRA_SQES, tries,
+		ret = rf_uq_ring_init(&w->uq, w->nslots + RW_EXTRA_SQES, 0, tries,
 				      sizeof(tries) / sizeof(tries[0]));
 	if (!ret)
 		ret = rf_uq_register_reqs(&w->uq, &w->slots[0].req, w->nslots,

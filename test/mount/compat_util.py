@@ -16,7 +16,6 @@ import pytest
 import rfutil
 
 # What the library prints when it serves a mount with another transport than asked for.
-SINGLE_THREAD_NOTE = "a single-threaded loop is served over /dev/fuse"
 OWN_LOOP_NOTE = "reads /dev/fuse in its own loop"
 # The report at the end of a session: "ringfuse-run: MOUNTPOINT: transport NAME".
 REPORT_RE = re.compile(r"(?m)^ringfuse-run: (.*): transport (\S+)$")
@@ -54,7 +53,7 @@ def run_mounter():
     made = []
 
     def mount(transport, argv_fn, opts=("stats",), expect_transport="", check_leaks=False):
-        if transport == "uring":
+        if rfutil.base_transport(transport) == "uring":
             why = rfutil.uring_unusable_reason()
             if why:
                 pytest.skip("FUSE over io_uring unavailable: " + why)
@@ -62,7 +61,7 @@ def run_mounter():
             pytest.fail("%s not built (build first, or set RINGFUSE_BUILD)" % ringfuse_run(),
                         pytrace=False)
         path = rfutil.make_dir("mnt-")
-        ropts = ",".join(["transport=" + transport] + list(opts))
+        ropts = ",".join(rfutil.transport_opts(transport) + list(opts))
         argv = [ringfuse_run(), "-o", ropts, "--"] + list(argv_fn(path))
         m = rfutil.Mount("compat", transport, path=path, argv=argv,
                          env=program_env(check_leaks), expect_transport=expect_transport)

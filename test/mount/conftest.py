@@ -6,6 +6,7 @@ transport, every test that asks for `fs` once per shipped filesystem. Markers na
     @pytest.mark.filesystems("memfs")         only these filesystems
     @pytest.mark.mount_opts("stats", ...)     extra -o options for the `mnt` fixture
     @pytest.mark.serial                       changes machine-global state (run the suite serially)
+Variants (uring-t1, memfs-defer) run wherever their transport or filesystem may.
 Environment: RINGFUSE_BUILD (build dir, default "build"), RINGFUSE_TRANSPORTS and RINGFUSE_FS
 (comma separated restrictions), RINGFUSE_KEEP_LOGS (keep daemon logs and mountpoints).
 """
@@ -33,8 +34,10 @@ def _restricted(metafunc, marker, values):
     m = metafunc.definition.get_closest_marker(marker)
     if m is None:
         return values
-    # A variant (memfs-defer) runs wherever its filesystem (memfs) may.
-    return [v for v in values if v in m.args or rfutil.base_fs(v) in m.args]
+    # A variant (memfs-defer, uring-t1) runs wherever its filesystem (memfs) or transport
+    # (uring) may.
+    base = rfutil.base_transport if marker == "transports" else rfutil.base_fs
+    return [v for v in values if v in m.args or base(v) in m.args]
 
 
 def pytest_generate_tests(metafunc):
@@ -75,7 +78,8 @@ def _umask():
 
 @pytest.fixture
 def mounter():
-    """Factory: mounter(transport, fs="memfs", opts=(), path=None) -> a started Mount.
+    """Factory: mounter(transport, fs="memfs", opts=(), path=None, src=None, args=()) -> a
+    started Mount (args: command-line arguments such as "-s").
 
     Everything it mounted is unmounted at teardown (even when the test failed); the daemon must
     then exit 0 and leave a clean log, unless the test cleared m.expect_clean / set
@@ -83,12 +87,12 @@ def mounter():
     """
     made = []
 
-    def mount(transport, fs="memfs", opts=(), path=None, src=None):
-        if transport == "uring":
+    def mount(transport, fs="memfs", opts=(), path=None, src=None, args=()):
+        if rfutil.base_transport(transport) == "uring":
             why = rfutil.uring_unusable_reason()
             if why:
                 pytest.skip("FUSE over io_uring unavailable: " + why)
-        m = Mount(fs, transport, path=path, opts=opts, src=src)
+        m = Mount(fs, transport, path=path, opts=opts, src=src, args=args)
         try:
             m.start()
         except MountError as e:

@@ -26,7 +26,11 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-ALL_TRANSPORTS = ("uring", "dev", "uring-rw")
+ALL_TRANSPORTS = ("uring", "uring-t1", "dev", "uring-rw")
+# Variants of a transport: (the transport, extra -o options). uring-t1 serves every CPU queue
+# from one io-uring thread (uring_threads=1), so the whole suite also runs with several queues
+# per thread and with every callback on one thread.
+TRANSPORT_VARIANTS = {"uring-t1": ("uring", ("uring_threads=1",))}
 ALL_FS = ("memfs", "memfs-defer", "passthrough")
 # Variants of a shipped filesystem: (the filesystem, extra -o options). memfs-defer answers
 # every request from a pool of threads after the handler returned (-o defer=4), so the whole
@@ -37,6 +41,11 @@ FS_VARIANTS = {"memfs-defer": ("memfs", ("defer=4",))}
 def base_fs(fs):
     """The filesystem a variant runs ("memfs" for "memfs-defer")."""
     return FS_VARIANTS.get(fs, (fs, ()))[0]
+
+
+def base_transport(transport):
+    """The transport a variant runs ("uring" for "uring-t1")."""
+    return TRANSPORT_VARIANTS.get(transport, (transport, ()))[0]
 
 MOUNT_TIMEOUT = 10.0  # daemon start -> mount visible and INIT answered
 EXIT_TIMEOUT = 5.0  # unmount or signal -> daemon gone
@@ -288,10 +297,14 @@ class Daemon:
         return [l for l in self.log().splitlines()[1:] if any(p in l for p in patterns)]
 
 
+def transport_opts(transport):
+    """The -o options that select a transport or a variant of one."""
+    return ["transport=" + base_transport(transport)] + list(
+        TRANSPORT_VARIANTS.get(transport, (transport, ()))[1])
+
+
 def daemon_argv(fs, mountpoint, transport=None, opts=(), src=None, extra_args=()):
-    o = []
-    if transport:
-        o.append("transport=" + transport)
+    o = transport_opts(transport) if transport else []
     o.extend(opts)
     argv = [fs_binary(fs), "-f"]
     if o:
@@ -345,12 +358,14 @@ class Mount:
     DEFAULT_OPTS = ("allow_other",)
 
     def __init__(self, fs, transport, path=None, opts=(), src=None, argv=None, env=None,
-                 expect_transport=""):
+                 expect_transport="", args=()):
         self.fs = fs
         self.transport = transport
         self.argv = argv
         self.env = env
-        self.expect_transport = transport if expect_transport == "" else expect_transport
+        self.args = tuple(args)  # command-line arguments before the mountpoint (e.g. "-s")
+        self.expect_transport = base_transport(transport) if expect_transport == "" \
+            else expect_transport
         self.path = path or make_dir("mnt-")
         self.src = src
         if fs == "passthrough" and self.src is None:
@@ -374,7 +389,8 @@ class Mount:
             if not os.access(binary, os.X_OK):
                 raise MountError("daemon binary %s not found (build first, or set "
                                  "RINGFUSE_BUILD)" % binary)
-            argv = daemon_argv(self.fs, self.path, self.transport, self.opts, self.src)
+            argv = daemon_argv(self.fs, self.path, self.transport, self.opts, self.src,
+                               extra_args=self.args)
         self.daemon = Daemon(argv, self.log_path, env=self.env)
         self.pid = self.daemon.pid
         deadline = time.monotonic() + MOUNT_TIMEOUT

@@ -9,7 +9,7 @@ modes), the lower layer must never change, and the upper layer must hold what ov
 there. The overlay is then mounted again over the same directories and must show the same view.
 
 fuse-overlayfs runs fuse_session_loop_mt() with -o threaded=1 and fuse_session_loop()
-otherwise; both run on every transport (the single-threaded loop over /dev/fuse for now).
+otherwise; both run on every transport.
 """
 
 import hashlib
@@ -20,7 +20,7 @@ import stat
 import pytest
 
 import rfutil
-from compat_util import SINGLE_THREAD_NOTE, assert_served_by, run_mounter  # noqa: F401
+from compat_util import assert_served_by, run_mounter  # noqa: F401
 
 pytestmark = pytest.mark.transports("uring", "dev")
 
@@ -222,10 +222,8 @@ def work_on(L, mnt):
 def test_fuse_overlayfs_merged_view(run_mounter, transport, loop):
     L = Layers()
     threaded = loop == "threaded"
-    served_by = "dev" if transport == "dev" or not threaded else "uring"
+    served_by = "dev" if transport == "dev" else "uring"
     m = run_mounter(transport, L.argv(threaded), expect_transport=served_by)
-    if not threaded and transport == "uring":
-        assert SINGLE_THREAD_NOTE in m.log(), m.log_report()
     work_on(L, m.path)
     assert_served_by(m, served_by)
 

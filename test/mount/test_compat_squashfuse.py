@@ -6,9 +6,7 @@ special files, odd names, modes, times, extended attributes) is mounted through 
 and everything in it is compared with its source: listings, types, modes, owners, sizes, link
 counts, times, link targets, xattrs and every file's content, read whole and at random offsets.
 
-squashfuse_ll runs fuse_session_loop(): one thread. Until io-uring can serve every queue from
-one thread, ringfuse serves such a loop over /dev/fuse and says so; the uring case then checks
-that note and the content, and is reported as skipped for the io-uring statistics.
+squashfuse_ll runs fuse_session_loop(): one thread, which on io-uring serves every queue.
 """
 
 import hashlib
@@ -21,7 +19,7 @@ import subprocess
 import pytest
 
 import rfutil
-from compat_util import SINGLE_THREAD_NOTE, assert_served_by, run_mounter  # noqa: F401
+from compat_util import assert_served_by, run_mounter  # noqa: F401
 
 pytestmark = pytest.mark.transports("uring", "dev")
 
@@ -153,17 +151,9 @@ def compare_trees(src, mnt):
 
 def test_squashfuse_ll_serves_the_image(run_mounter, transport, image):
     src, img = image
-    m = run_mounter(transport, lambda mnt: ["squashfuse_ll", "-f", img, mnt],
-                    expect_transport=None)
-    single_thread_fallback = SINGLE_THREAD_NOTE in m.log()
-    # A one-thread loop over io-uring needs a thread serving every queue: until ringfuse has
-    # it, the uring case must say so and serve over /dev/fuse rather than break the promise.
-    served_by = "dev" if transport == "dev" or single_thread_fallback else "uring"
+    m = run_mounter(transport, lambda mnt: ["squashfuse_ll", "-f", img, mnt])
+    served_by = "dev" if transport == "dev" else "uring"
     assert m.logged_transport() == served_by, m.log_report()
     assert compare_trees(src, m.path) > 330
     assert os.statvfs(m.path).f_namemax > 0
     assert_served_by(m, served_by)
-    if transport == "uring" and single_thread_fallback:
-        pytest.skip("squashfuse_ll runs a single-threaded loop, served over /dev/fuse until "
-                    "io-uring can serve every queue from one thread (the content checks "
-                    "passed)")

@@ -45,7 +45,7 @@ DETACHED = {errno.ENOENT}
 
 def allowed(transport, *extra):
     out = set(DEAD)
-    if transport == "uring":
+    if rfutil.base_transport(transport) == "uring":
         out |= URING_DEAD
     for e in extra:
         out |= e

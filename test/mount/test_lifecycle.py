@@ -147,7 +147,7 @@ def dead_daemon_errnos(transport):
     kernel also fails a request it was handing to a ring entry of the dead task with
     ECANCELED. None of these is the library's doing: the daemon is already gone."""
     codes = (errno.ENOTCONN, errno.ECONNABORTED, errno.EIO)
-    if transport == "uring":
+    if rfutil.base_transport(transport) == "uring":
         codes += (errno.ECANCELED,)
     return codes
 

@@ -130,7 +130,7 @@ class Target:
         return os.path.join(self.path, *names)
 
     def opts(self, transport, *extra):
-        o = ["allow_other", "transport=" + transport] + list(self.variant)
+        o = ["allow_other"] + rfutil.transport_opts(transport) + list(self.variant)
         if self.fs == "memfs":
             o.append("size=64m")
         return ",".join(o + list(extra))
@@ -160,7 +160,7 @@ class Target:
 
 @pytest.fixture
 def target(fs, transport):
-    if transport == "uring" and rfutil.uring_unusable_reason():
+    if rfutil.base_transport(transport) == "uring" and rfutil.uring_unusable_reason():
         pytest.skip("FUSE over io_uring unavailable: " + rfutil.uring_unusable_reason())
     t = Target(fs)
     yield t

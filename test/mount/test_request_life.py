@@ -244,8 +244,11 @@ def stop_under_held_operations(mounter, transport, n=32):
     """n callers (half reading one file, half writing a file each: writes to one file would
     queue in the kernel) whose operations memfs holds for 500 ms before answering them from
     its pool; SIGTERM once they all reached it (the drain time is 1 s)."""
+    # Every operation must reach memfs at once: io-uring queues start with every entry (a
+    # queue grows when all its entries are busy, but the kernel gives new entries only the
+    # requests that come after; those that came while all were held wait for an answer).
     m = mounter(transport, "memfs", opts=("direct_io", "defer=2", "defer_delay_us=500000",
-                                          "defer_delay_ops=read:write"))
+                                          "defer_delay_ops=read:write", "uring_depth_min=16"))
     make_file(m.p("r"), bytes(range(256)) * 16)
     for i in range(1, n, 2):
         make_file(m.p("w%d" % i), b"")

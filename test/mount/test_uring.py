@@ -102,6 +102,13 @@ def test_requests_follow_the_cpu(mnt):
     ring_stats(mnt)
 
 
+def one_thread_per_queue(mnt):
+    """Spreading is of a thread pinned to its queue's CPU; the session's own thread serving
+    every queue (uring_threads=1) runs wherever the process may."""
+    if mnt.transport != "uring":
+        pytest.skip("%s: one thread serves every queue, pinned nowhere" % mnt.transport)
+
+
 def queue_cpus(pid):
     """{queue index: set of CPUs its thread may run on}, from /proc (threads "rf-uring-N")."""
     out = {}
@@ -137,6 +144,7 @@ def deep_reads(path, cpu):
 def test_deep_client_spreads_its_queue_then_it_goes_home(mnt):
     """A client with 32 reads in flight makes its queue leave its pinned CPU (so that client
     and queue can run side by side); single requests afterwards bring it back."""
+    one_thread_per_queue(mnt)
     cpus = usable_cpus()
     if len(cpus) < 2:
         pytest.skip("needs two CPUs")
@@ -157,6 +165,7 @@ def test_deep_client_spreads_its_queue_then_it_goes_home(mnt):
 @pytest.mark.filesystems("memfs")
 @pytest.mark.mount_opts("uring_spread=0")
 def test_spreading_can_be_turned_off(mnt):
+    one_thread_per_queue(mnt)
     cpus = usable_cpus()
     if len(cpus) < 2 or not shutil.which("fio"):
         pytest.skip("needs two CPUs and fio")
@@ -229,7 +238,7 @@ def hammer(mnt, clients, rounds):
 @pytest.mark.mount_opts("stats")
 def test_parallel_clients(mnt):
     hammer(mnt, clients=16, rounds=25)
-    if mnt.transport == "uring":
+    if rfutil.base_transport(mnt.transport) == "uring":
         queues, _ = ring_stats(mnt)
         for cpu in usable_cpus():
             # 16 clients x 25 rounds over the CPUs: each CPU's queue saw hundreds.

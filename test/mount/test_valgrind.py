@@ -104,7 +104,7 @@ def test_memfs_under_valgrind(transport):
         pytest.skip("valgrind holds its lock across a blocking io_uring_enter(): the %s "
                     "transport's threads starve each other and the mount deadlocks "
                     "(RINGFUSE_VALGRIND_URING=1 tries anyway)" % transport)
-    if transport == "uring":
+    if rfutil.base_transport(transport) == "uring":
         why = rfutil.uring_unusable_reason()
         if why:
             pytest.skip("FUSE over io_uring unavailable: " + why)
@@ -112,7 +112,7 @@ def test_memfs_under_valgrind(transport):
     mnt = rfutil.make_dir("vg-mnt-")
     vg_log = mnt + ".valgrind.log"
     argv = [valgrind, "--log-file=" + vg_log] + list(VALGRIND_ARGS) + [
-        binary, "-f", "-o", "transport=" + transport, mnt]
+        binary, "-f", "-o", ",".join(rfutil.transport_opts(transport)), mnt]
     daemon = rfutil.Daemon(argv, mnt + ".log")
     ok = False
     try:

@@ -389,6 +389,35 @@ def test_process_tree_and_servers():
     assert procstat.uring_fds({10: fds[10]}) == 0
 
 
+def test_memory_of_a_process():
+    # As Linux 6.18 prints it (trimmed).
+    text = ("Name:\tringfuse-memfs\nVmPeak:\t  300000 kB\nVmRSS:\t   40960 kB\n"
+            "RssAnon:\t   36864 kB\nRssFile:\t    4096 kB\nThreads:\t3\n")
+    assert procstat.parse_memory(text) == {"threads": 3, "rss_kib": 40960, "anon_kib": 36864}
+    assert procstat.parse_memory("Name:\tx\n") == {"threads": 0, "rss_kib": 0, "anon_kib": 0}
+    me = procstat.CpuMeter([os.getpid()]).memory()
+    assert me["threads"] >= 1 and me["rss_kib"] > 0
+    with pytest.raises(procstat.ProcError):
+        procstat.CpuMeter([2 ** 22 + 7]).memory()
+
+
+def test_memory_cell():
+    byname = {c.name: c for c in cells.all_cells()}
+    mem = byname["memory"]
+    assert "memory" in [c.name for c in cells.select_cells("targets")]
+    assert [m.key for m in mem.metrics] == ["threads", "rss_burst_mib", "rss_idle_mib"]
+    assert mem.data_files(cells.Env()) == 0
+    # Without a daemon (the native directory) there is nothing to measure.
+    metrics, raw = mem.run(cells.Env(), "/nonexistent", cells.Probe())
+    assert metrics == {"threads": None, "rss_burst_mib": None, "rss_idle_mib": None}
+    assert cli.parse_bytes("1g") == 1 << 30 and cli.parse_bytes("512m") == 512 << 20
+    assert cli.parse_bytes("4096") == 4096 and cli.parse_bytes("1x") is None
+    assert cli.parse_bytes("m") is None
+    job = fio.FioJob("burst", "/d", "rf-burst", "write", fallocate="truncate")
+    assert "--fallocate=truncate" in fio.build_cmd(job)
+    assert "--fallocate=none" in fio.build_cmd(fio.FioJob("x", "/d", "s", "read"))
+
+
 def test_ctxt_switches():
     text = ("Name:\tx\nvoluntary_ctxt_switches:\t120\nnonvoluntary_ctxt_switches:\t7\n")
     assert procstat.parse_ctxt_switches(text) == 127

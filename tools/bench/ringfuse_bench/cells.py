@@ -7,7 +7,8 @@ the read cells need are laid out once per mount by layout(), before anything is 
 Every configuration runs a cell with the same fio engine: psync (plain pread/pwrite, what a
 program sees) at queue depth 1, the --ioengine (io_uring by default) for deeper queues. When
 the daemon's processes are known (a Probe), cells also report the daemon's CPU time per
-operation, and the idle cell its CPU use while nothing happens. Cells marked as_user run their
+operation, the idle cell its CPU use while nothing happens, and the memory cell its threads and
+resident memory after a write burst and after an idle spell. Cells marked as_user run their
 workload as an unprivileged user (--as-user), in a directory of the mount that user owns.
 """
 
@@ -56,6 +57,7 @@ class Env:
     md_threads: int = 1
     load_files: int = 100
     idle_seconds: float = 10.0
+    burst_size: int = 1 << 30  # bytes the memory cell writes
     user: tuple = None  # (name, uid, gid) of --as-user
     timeout_slack: float = 120.0
 
@@ -83,7 +85,7 @@ class Probe:
 class Cell:
     name: str
     title: str
-    kind: str  # "md", "fio", "statload" or "idle"
+    kind: str  # "md", "fio", "statload", "idle" or "memory"
     metrics: list
     params: dict = field(default_factory=dict)
     quick: bool = False  # part of the --quick matrix
@@ -113,6 +115,8 @@ class Cell:
             return run_statload(env, directory)
         if self.kind == "idle":
             return run_idle(env, directory, probe)
+        if self.kind == "memory":
+            return run_memory(env, directory, probe)
         raise CellError("unknown cell kind %s" % self.kind)
 
 
@@ -158,6 +162,12 @@ def all_cells():
         Cell("idle", "daemon CPU while the mount sits idle after a QD32 read burst", "idle",
              [Metric("idle_cpu_pct", "idle CPU", "% core", "lower"),
               Metric("idle_wakeups", "idle switches", "/s", "lower")]),
+        Cell("memory", "daemon threads and resident memory after a 1 GiB write burst (1 MiB "
+             "O_DIRECT writes, QD16 from every CPU, files removed) and after the idle time",
+             "memory",
+             [Metric("threads", "threads", "threads", "lower"),
+              Metric("rss_burst_mib", "RSS after burst", "MiB", "lower"),
+              Metric("rss_idle_mib", "RSS after idle", "MiB", "lower")]),
     ]
 
 
@@ -165,7 +175,7 @@ def all_cells():
 # judges (the multi-job sequential read is left out: it measures memory bandwidth).
 GROUPS = {
     "targets": ["meta", "meta-mt", "meta-user", "rand4k-qd1", "rand4k-qd1-user",
-                "rand4k-qd32", "seqread-1m", "seqwrite-1m", "stat-load", "idle"],
+                "rand4k-qd32", "seqread-1m", "seqwrite-1m", "stat-load", "idle", "memory"],
 }
 
 
@@ -336,6 +346,42 @@ def run_idle(env, directory, probe):
                "idle_wakeups": max(0, sw1 - sw0) / secs}
     return metrics, {"burst_cmd": cmd, "idle_seconds": round(secs, 3),
                      "idle_cpu_s": cpu1 - cpu0, "context_switches": sw1 - sw0}
+
+
+def run_memory(env, directory, probe):
+    """Write env.burst_size bytes in 1 MiB O_DIRECT writes at queue depth 16 from one job per
+    CPU into files sized beforehand (writes that extend a FUSE file are serialized; these run
+    in parallel, so every CPU's queue gets deep), remove the files, then read the daemon's
+    threads and resident memory; again after env.idle_seconds of nothing. What a daemon keeps
+    after the files are gone is its own: buffers it sized for the burst (and, for a filesystem
+    keeping data in memory, what its allocator did not give back)."""
+    if probe.meter is None:
+        return {"threads": None, "rss_burst_mib": None, "rss_idle_mib": None}, \
+            {"note": "no daemon"}
+    jobs = max(1, env.nproc)
+    per_job = max(1 << 20, env.burst_size // jobs) >> 20 << 20
+    job = fiomod.FioJob("burst", directory, "rf-burst", "write", bs="1m",
+                        size="%dm" % (per_job >> 20), iodepth=16, numjobs=jobs, runtime=0,
+                        ioengine=env.engine(16), fallocate="truncate")
+    cmd = fiomod.build_cmd(job, env.fio)
+    rc, out, err = _run(cmd, env.timeout_slack * 3)
+    for j in range(jobs):
+        try:
+            os.unlink(os.path.join(directory, "rf-burst.%d" % j))
+        except OSError:
+            pass
+    if rc != 0:
+        raise CellError("fio burst failed (status %d):\n%s" % (rc, _tail(err or out)))
+    try:
+        burst = probe.meter.memory()
+        time.sleep(env.idle_seconds)
+        idle = probe.meter.memory()
+    except procstat.ProcError as e:
+        raise CellError("the daemon: %s" % e) from None
+    metrics = {"threads": burst["threads"], "rss_burst_mib": burst["rss_kib"] / 1024.0,
+               "rss_idle_mib": idle["rss_kib"] / 1024.0}
+    return metrics, {"burst_cmd": cmd, "after_burst": burst, "after_idle": idle,
+                     "idle_seconds": env.idle_seconds}
 
 
 def run_statload(env, directory):

@@ -99,7 +99,11 @@ def build_parser():
                    help="the unprivileged caller of the *-user cells (default nobody); the "
                    "mounts then get allow_other")
     g.add_argument("--idle-seconds", type=float,
-                   help="how long the idle cell watches the daemon (default 10, quick 2)")
+                   help="how long the idle and memory cells watch the daemon (default 10, "
+                   "quick 2)")
+    g.add_argument("--burst-size", default="1g", metavar="SIZE",
+                   help="bytes the memory cell writes before it reads the daemon's memory "
+                   "(default 1g; k, m, g suffixes)")
     g.add_argument("--md-files", type=int, help="files for the metadata cells "
                    "(default 10000, quick 1000)")
 
@@ -154,7 +158,19 @@ def resolve_defaults(args):
         args.idle_seconds = 2.0 if q else 10.0
     if args.runtime <= 0 or args.repeat < 1 or args.md_files < 1 or args.idle_seconds <= 0:
         raise UsageError("--runtime, --repeat, --md-files and --idle-seconds must be positive")
+    args.burst_bytes = parse_bytes(args.burst_size)
+    if args.burst_bytes is None or args.burst_bytes < (1 << 20):
+        raise UsageError("--burst-size wants a size of at least 1m (e.g. 1g), got %r"
+                         % args.burst_size)
     return args
+
+
+def parse_bytes(text):
+    """"1g", "512m", "4096" -> bytes (powers of 1024), None if malformed."""
+    text = str(text).strip().lower()
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:], 1)
+    digits = text[:-1] if mult > 1 else text
+    return int(digits) * mult if digits.isdigit() else None
 
 
 def resolve_user(name):
@@ -559,7 +575,8 @@ def _main(args):
     env = cellmod.Env(fio=fio or "fio", mdbench=mdbench or "ringfuse-mdbench",
                       runtime=args.runtime, ramp=args.ramp, size=args.size,
                       ioengine=args.ioengine, qd1_engine=args.qd1_engine, nproc=nproc,
-                      md_files=args.md_files, idle_seconds=args.idle_seconds, user=user)
+                      md_files=args.md_files, idle_seconds=args.idle_seconds,
+                      burst_size=args.burst_bytes, user=user)
 
     if args.dry_run:
         print("configurations (%d round(s), rotated):" % args.repeat)
@@ -609,6 +626,7 @@ def _main(args):
         "runtime": args.runtime, "ramp": args.ramp,
         "rounds": args.repeat, "size": args.size, "ioengine": args.ioengine,
         "qd1_engine": args.qd1_engine, "idle_seconds": args.idle_seconds,
+        "burst_size": args.burst_bytes,
         "as_user": user[0] if user else None, "libfuse": args.libfuse,
         "libfuse_version": libfuse_version(args.libfuse),
         "md_files": args.md_files, "quick": args.quick,

@@ -34,6 +34,10 @@ class FioJob:
     ioengine: str = "io_uring"
     direct: bool = True
     create_only: bool = False
+    # How files are sized before writing: "none" (they grow as written; writes past the end
+    # of a FUSE file are serialized) or "truncate" (set to size first, so writes run in
+    # parallel).
+    fallocate: str = "none"
 
 
 def _ms(seconds):
@@ -54,7 +58,7 @@ def build_cmd(job, fio="fio"):
         "--iodepth=%d" % job.iodepth,
         "--direct=%d" % (1 if job.direct else 0),
         # A filesystem without fallocate must not skew the layout or fail it.
-        "--fallocate=none",
+        "--fallocate=%s" % job.fallocate,
         "--output-format=json",
     ]
     if job.numjobs > 1:

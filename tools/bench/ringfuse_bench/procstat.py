@@ -165,6 +165,19 @@ class CpuMeter:
     def seconds(self):
         return sum(process_cpu_seconds(pid) for pid in self.pids)
 
+    def memory(self):
+        """Threads and resident memory of the processes, summed (parse_memory's keys)."""
+        total = {"threads": 0, "rss_kib": 0, "anon_kib": 0}
+        for pid in self.pids:
+            try:
+                with open("/proc/%d/status" % pid) as f:
+                    m = parse_memory(f.read())
+            except OSError:
+                raise ProcError("process %d is gone" % pid) from None
+            for k in total:
+                total[k] += m[k]
+        return total
+
     def context_switches(self):
         """Voluntary plus involuntary context switches of every live thread: how often the
         daemon went to sleep or was preempted (wake-ups, when idle)."""
@@ -181,6 +194,18 @@ class CpuMeter:
                 except OSError:
                     pass  # a thread that just exited
         return total
+
+
+def parse_memory(status_text):
+    """Threads and resident memory (KiB: all of it, and the anonymous part) from a
+    /proc/PID/status text."""
+    out = {"threads": 0, "rss_kib": 0, "anon_kib": 0}
+    keys = {"Threads:": "threads", "VmRSS:": "rss_kib", "RssAnon:": "anon_kib"}
+    for line in status_text.splitlines():
+        head = line.split(None, 1)
+        if head and head[0] in keys and len(head) == 2:
+            out[keys[head[0]]] = int(head[1].split()[0])
+    return out
 
 
 def parse_ctxt_switches(status_text):

@@ -283,6 +283,8 @@ HEADLINE = [
     ("meta-user", "unlink_ops", "unlink, unprivileged"),
     ("stat-load", "stat_p99_us", "stat p99 under 1M writer"),
     ("idle", "idle_cpu_pct", "idle CPU (% core)"),
+    ("memory", "threads", "threads"),
+    ("memory", "rss_idle_mib", "RSS after burst and idle (MiB)"),
 ]
 
 # The groups of the headline chart (a subset of HEADLINE).
