@@ -586,7 +586,7 @@ def test_mountpoint_after_double_dash_is_checked(transport, fs):
     src = rfutil.make_dir("src-")
     os.mkdir(os.path.join(src, "-mnt"))
     argv = ["sh", "-c", 'cd "$0" && exec "$@"', src, rfutil.fs_binary(fs), "-f", "-o",
-            "transport=%s,allow_other" % transport, "--", ".", "-mnt"]
+            ",".join(rfutil.transport_opts(transport) + ["allow_other"]), "--", ".", "-mnt"]
     out = rfutil.expect_start_failure(argv, src + ".log", os.path.join(src, "-mnt"))
     assert "inside the source" in out, out
 
