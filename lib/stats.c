@@ -25,6 +25,10 @@ static void add_one(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 	dst->dup_replies += rf_stat_get(src->dup_replies);
 	dst->deferred += rf_stat_get(src->deferred);
 	dst->spreads += rf_stat_get(src->spreads);
+	dst->spins += rf_stat_get(src->spins);
+	dst->spin_hits += rf_stat_get(src->spin_hits);
+	dst->spin_ns += rf_stat_get(src->spin_ns);
+	dst->spin_window += rf_stat_get(src->spin_window);
 	dst->entries += rf_stat_get(src->entries);
 	dst->grows += rf_stat_get(src->grows);
 	dst->trims += rf_stat_get(src->trims);
@@ -55,6 +59,7 @@ int rf_session_stats(rf_session *se, struct rf_stats *out)
 		add_stats(&out->total, se->qstats[q]);
 	}
 	out->total.thread = 0;
+	out->total.spin_window = 0;
 	out->nthreads = se->nthreads;
 	if (se->tp && se->tp->sample)
 		se->tp->sample(se, out);
@@ -65,13 +70,18 @@ int rf_session_stats(rf_session *se, struct rf_stats *out)
 /* The io-uring queues' shape: entries, growth, trims, resident payload, serving thread. */
 static void print_elastic(char *buf, size_t len, const struct rf_queue_stats *s, bool thread)
 {
-	int n = snprintf(buf, len, " entries %llu grows %llu trims %llu payload_kib %llu",
+	int n = snprintf(buf, len,
+			 " entries %llu grows %llu trims %llu payload_kib %llu spins %llu "
+			 "spin_hits %llu spin_us %llu",
 			 (unsigned long long)s->entries, (unsigned long long)s->grows,
 			 (unsigned long long)s->trims,
-			 (unsigned long long)(s->payload_resident / 1024));
+			 (unsigned long long)(s->payload_resident / 1024),
+			 (unsigned long long)s->spins, (unsigned long long)s->spin_hits,
+			 (unsigned long long)(s->spin_ns / 1000));
 
 	if (thread && n > 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " thread %llu", (unsigned long long)s->thread);
+		snprintf(buf + n, len - (size_t)n, " spin_window_us %.1f thread %llu",
+			 (double)s->spin_window / 1000.0, (unsigned long long)s->thread);
 }
 
 static void print_line(int fd, const char *what, const struct rf_queue_stats *s, const char *more)
@@ -110,7 +120,7 @@ static void print_opcodes(int fd, const struct rf_queue_stats *s)
 void rf_stats_print(const struct rf_stats *st, int fd)
 {
 	bool uring = st->nthreads > 0;
-	char what[32], more[160] = "";
+	char what[32], more[256] = "";
 
 	if (uring)
 		dprintf(fd, "ringfuse-stats: transport %s queues %u threads %u\n", st->transport,
