@@ -621,11 +621,9 @@ struct rf_queue_stats {
 	uint64_t deferred;		      /* requests unanswered when their callback returned */
 	uint64_t spreads; /* io-uring: times the pinned queue thread was let onto every CPU */
 	/* io-uring polling before sleeping (see -o uring_spin_us): */
-	uint64_t spins;	      /* times the thread polled its ring instead of sleeping at once */
-	uint64_t spin_hits;   /* polls that found work before their deadline */
-	uint64_t spin_ns;     /* time spent polling */
-	uint64_t spin_window; /* the next poll's limit in ns, adapted to what polls caught (a gauge,
-			       * not summed in total) */
+	uint64_t spins;	    /* times the thread polled its ring instead of sleeping at once */
+	uint64_t spin_hits; /* polls that found work before their deadline */
+	uint64_t spin_ns;   /* time spent polling */
 	/* io-uring queues (see -o uring_depth_min, uring_trim_ms): */
 	uint64_t entries;	   /* ring entries registered now */
 	uint64_t grows;		   /* times the queue registered more entries, all being busy */

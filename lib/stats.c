@@ -28,7 +28,6 @@ static void add_one(struct rf_queue_stats *dst, struct rf_queue_stats *src)
 	dst->spins += rf_stat_get(src->spins);
 	dst->spin_hits += rf_stat_get(src->spin_hits);
 	dst->spin_ns += rf_stat_get(src->spin_ns);
-	dst->spin_window += rf_stat_get(src->spin_window);
 	dst->entries += rf_stat_get(src->entries);
 	dst->grows += rf_stat_get(src->grows);
 	dst->trims += rf_stat_get(src->trims);
@@ -59,7 +58,6 @@ int rf_session_stats(rf_session *se, struct rf_stats *out)
 		add_stats(&out->total, se->qstats[q]);
 	}
 	out->total.thread = 0;
-	out->total.spin_window = 0;
 	out->nthreads = se->nthreads;
 	if (se->tp && se->tp->sample)
 		se->tp->sample(se, out);
@@ -80,8 +78,7 @@ static void print_elastic(char *buf, size_t len, const struct rf_queue_stats *s,
 			 (unsigned long long)(s->spin_ns / 1000));
 
 	if (thread && n > 0 && (size_t)n < len)
-		snprintf(buf + n, len - (size_t)n, " spin_window_us %.1f thread %llu",
-			 (double)s->spin_window / 1000.0, (unsigned long long)s->thread);
+		snprintf(buf + n, len - (size_t)n, " thread %llu", (unsigned long long)s->thread);
 }
 
 static void print_line(int fd, const char *what, const struct rf_queue_stats *s, const char *more)

@@ -552,7 +552,7 @@ static void thread_adapt(struct uring_thread *t, unsigned int reqs)
 }
 
 /*
- * Poll the CQ for up to spin_window (rings without DEFER_TASKRUN); true if there is work. One
+ * Poll the CQ for up to spin_ns (rings without DEFER_TASKRUN); true if there is work. One
  * loop polls every queue of the thread: their completions share the ring.
  *
  * Why poll: the kernel queues a request on the caller's CPU, where this thread is pinned.
@@ -562,38 +562,24 @@ static void thread_adapt(struct uring_thread *t, unsigned int reqs)
  * shares this CPU, and between its requests it must run at once, not when our time slice
  * ends (pausing made one request in ten wait out the whole spin).
  *
- * Why the window adapts: most polls that pay find the next request at once (the caller ran
- * on this CPU while the commit was submitted); the ones that miss each burn the whole window,
- * and at QD1 they were 8% of the polls but 90% of the polling CPU. A miss halves the window
- * (down to a sixteenth of uring_spin_us), a catch late in the window doubles it (up to
- * uring_spin_us). 4K O_DIRECT randread QD1 (psync), memfs cache=none: the same IOPS with
- * polling cut from 4.3 us to 0.3 us per request.
+ * Why the window is fixed: at QD1 most polls find the next request at once and the few that
+ * miss burn the whole window, yet shortening it does not save CPU per request: sleeping and
+ * being woken costs the same. Quiet runs, memfs 4K QD1 reads: 50 us 56.7k IOPS at 14.5 us of
+ * daemon CPU per read, 10 us 50.6k at 14.5, none 35.8k at 15.2; a window halved on each miss
+ * and doubled on late catches 42.5k at 15.3 (docs/performance.md).
  */
-#define URING_SPIN_FLOOR_DIV 16
-
-static void spin_adapt(struct uring_thread *t, bool hit, uint64_t waited)
-{
-	uint64_t floor = t->spin_ns / URING_SPIN_FLOOR_DIV, was = t->spin_window;
-
-	if (!hit)
-		t->spin_window = was / 2 > floor ? was / 2 : floor;
-	else if (waited > was / 2)
-		t->spin_window = was * 2 < t->spin_ns ? was * 2 : t->spin_ns;
-	if (t->spin_window != was)
-		__atomic_store_n(&t->kq[0]->stats->own.spin_window, t->spin_window,
-				 __ATOMIC_RELAXED);
-}
-
 static bool thread_spin(struct uring_thread *t)
 {
 	struct rf_queue_stats *stats;
 	uint64_t start, end, now;
 	bool hit = false;
 
-	io_uring_submit(&t->uq.ring);
-	rf_stat_inc(t->uq.stats.own.enters, 1);
+	if (io_uring_sq_ready(&t->uq.ring)) {
+		io_uring_submit(&t->uq.ring);
+		rf_stat_inc(t->uq.stats.own.enters, 1);
+	}
 	start = rf_now_ns();
-	end = start + t->spin_window;
+	end = start + t->spin_ns;
 	now = start;
 	do {
 		if (io_uring_cq_ready(&t->uq.ring) ||
@@ -608,16 +594,13 @@ static bool thread_spin(struct uring_thread *t)
 	rf_stat_inc(stats->spins, 1);
 	rf_stat_inc(stats->spin_hits, hit);
 	rf_stat_inc(stats->spin_ns, now - start);
-	spin_adapt(t, hit, now - start);
 	return hit;
 }
 
 static void thread_wait(struct uring_thread *t)
 {
-	/* Polling pays only right after replies (queued here, not yet submitted): their callers
-	 * are about to send the next requests. */
-	if (t->spin_ns && io_uring_sq_ready(&t->uq.ring) &&
-	    !atomic_load_explicit(&t->uq.set->draining, memory_order_relaxed) && thread_spin(t))
+	if (t->spin_ns && !atomic_load_explicit(&t->uq.set->draining, memory_order_relaxed) &&
+	    thread_spin(t))
 		return;
 	rf_uq_wait(&t->uq);
 }
@@ -969,7 +952,6 @@ static struct uring_thread *thread_new(struct uring_tp *tp, unsigned int idx)
 	t->tp = tp;
 	t->on_caller = tp->on_caller;
 	t->spin_ns = (uint64_t)tp->set.se->opts.uring_spin_us * 1000;
-	t->spin_window = t->spin_ns;
 	t->kq = calloc(plan->count, sizeof(*t->kq));
 	t->home = CPU_ALLOC(ncpu);
 	t->anywhere = CPU_ALLOC(ncpu);
@@ -991,7 +973,6 @@ static struct uring_thread *thread_new(struct uring_tp *tp, unsigned int idx)
 		/* The first queue's counters are the thread's: they count its system calls. */
 		kq->stats = k ? &kq->own_stats : &t->uq.stats;
 		kq->stats->own.thread = idx;
-		kq->stats->own.spin_window = k ? 0 : t->spin_window;
 		t->kq[t->nkq++] = kq;
 	}
 	if (rf_uq_init(&t->uq, &tp->set, idx) < 0) {

@@ -71,9 +71,8 @@ struct uring_thread {
 	struct uring_kq **kq;  /* its queues, ascending */
 	struct ring_ent *ents; /* nents slots: depth_max per queue, made as queues grow */
 	size_t nents, ents_size;
-	uint64_t spin_ns;     /* the longest poll (-o uring_spin_us) */
-	uint64_t spin_window; /* the next poll's length, adapted to what polls caught */
-	bool on_caller;	      /* serves on the session's serving thread (single-threaded) */
+	uint64_t spin_ns; /* -o uring_spin_us */
+	bool on_caller;	  /* serves on the session's serving thread (single-threaded) */
 
 	/* Set up on the thread, read by start() once its setup is reported. */
 	unsigned int ring_flags;

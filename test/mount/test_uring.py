@@ -172,31 +172,19 @@ def stat_value(line, name):
     return float(re.search(r"\b%s ([0-9.]+)" % name, line).group(1))
 
 
-def spaced_statfs(path, n, gap):
-    for _ in range(n):
-        os.statvfs(path)
-        time.sleep(gap)
-
-
 @pytest.mark.filesystems("memfs")
-@pytest.mark.mount_opts("stats", "uring_spin_us=64")
-def test_polls_that_find_nothing_shrink_the_poll_window(mnt):
-    """A queue thread polls its ring after each request (uring_spin_us); when the next request
-    comes later than that, each poll halves the next one's length down to a sixteenth, so a
-    caller pausing between requests does not cost a full poll each. Requests back to back
-    never make it longer than uring_spin_us."""
+@pytest.mark.mount_opts("stats")
+def test_polling_is_counted(mnt):
+    """After each round a queue thread polls its ring for the next requests (uring_spin_us):
+    back-to-back requests from a caller on its CPU are caught by those polls, and the time
+    spent polling is counted."""
     one_thread_per_queue(mnt)
     cpu = usable_cpus()[-1]
-    failures = run_parallel(lambda i: spaced_statfs(mnt.path, 40, 0.003), 1, cpus=[cpu])
-    assert not failures, failures
-    line = queue_line(mnt.live_stats_text(), cpu)
-    assert stat_value(line, "spin_window_us") == 4.0, \
-        "40 polls that found nothing left the window at\n%s" % line
-    assert stat_value(line, "spins") >= 40 and stat_value(line, "spin_hits") < 40, line
     pinned_statfs(mnt, cpu, 3000)
     line = queue_line(mnt.live_stats_text(), cpu)
-    assert 4.0 <= stat_value(line, "spin_window_us") <= 64.0, line
-    assert stat_value(line, "spin_hits") > 0, line
+    assert stat_value(line, "spins") > 0 and stat_value(line, "spin_hits") > 0, line
+    assert stat_value(line, "spin_hits") <= stat_value(line, "spins"), line
+    assert stat_value(line, "spin_us") > 0, line
 
 
 @pytest.mark.filesystems("memfs")
@@ -206,7 +194,7 @@ def test_no_polling_when_turned_off(mnt):
     cpu = usable_cpus()[-1]
     pinned_statfs(mnt, cpu, 300)
     line = queue_line(mnt.live_stats_text(), cpu)
-    assert stat_value(line, "spins") == 0 and stat_value(line, "spin_window_us") == 0, line
+    assert stat_value(line, "requests") >= 300 and stat_value(line, "spins") == 0, line
 
 
 @pytest.mark.filesystems("memfs")
