@@ -6,26 +6,12 @@
  *
  * Exit status 0 when every check passed, 1 otherwise; each check prints one line.
  */
+#include "check.h"
 #include "transport/uring_mem.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-
-static int checks, failures;
-
-#define CHECK(cond, ...)                                              \
-	do {                                                          \
-		checks++;                                             \
-		if (cond) {                                           \
-			printf("ok   - ");                            \
-		} else {                                              \
-			failures++;                                   \
-			printf("FAIL - %s:%d: ", __FILE__, __LINE__); \
-		}                                                     \
-		printf(__VA_ARGS__);                                  \
-		printf("\n");                                         \
-	} while (0)
 
 #define KiB	1024u
 #define PAYLOAD (64 * KiB)
@@ -114,6 +100,5 @@ int main(void)
 	}
 	rf_trimmer_release(&t);
 	rf_entry_mem_release(&m);
-	printf("%d checks, %d failed\n", checks, failures);
-	return failures ? 1 : 0;
+	return check_summary();
 }
