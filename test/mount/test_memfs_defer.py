@@ -84,9 +84,10 @@ def test_workload_answered_from_the_pool(mounter, transport, threads):
     assert os.listdir(m.path) == []
     unmount_clean(m)
     t = total_stats(m)
-    # Replies made before the handler returned are not counted as deferred: with a pool,
-    # most are made after.
-    assert t["deferred"] > t["requests"] / 4, t
+    # Replies made before the handler returned are not counted as deferred. With a pool most
+    # are made after, but a pool thread on an idle CPU can win the race: one serving thread
+    # for every queue (uring-t1) under ASan saw 21%. Without the pool none are deferred.
+    assert t["deferred"] > t["requests"] / 10, t
     assert t["dup"] == 0 and t["bad"] == 0, t
 
 
