@@ -1050,6 +1050,16 @@ def usable_cpus():
     return sorted(os.sched_getaffinity(0))
 
 
+def possible_cpus():
+    """How many CPUs the kernel counts as possible: the number of io-uring queues."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        n = 0
+        for part in f.read().strip().split(","):
+            lo, _, hi = part.partition("-")
+            n += int(hi or lo) - int(lo) + 1
+        return n
+
+
 def eno(e):
     """errno name of an OSError, for readable assertion messages."""
     return errno.errorcode.get(e.errno, str(e.errno))

@@ -16,18 +16,9 @@ import pytest
 import rfutil
 from fsx import Fsx, env_seed
 from rfutil import (ALL_TRANSPORTS, MiB, daemon_argv, expect_start_failure, make_dir, make_file,
-                    rand, read_file, run_parallel, usable_cpus)
+                    rand, read_file, run_parallel, usable_cpus, possible_cpus)
 
 pytestmark = pytest.mark.filesystems("memfs")
-
-
-def possible_cpus():
-    with open("/sys/devices/system/cpu/possible") as f:
-        n = 0
-        for part in f.read().strip().split(","):
-            lo, _, hi = part.partition("-")
-            n += int(hi or lo) - int(lo) + 1
-        return n
 
 
 def need_uring():

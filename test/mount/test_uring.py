@@ -13,18 +13,10 @@ import pytest
 
 import rfutil
 from rfutil import (ALL_TRANSPORTS, MiB, daemon_argv, expect_start_failure, make_dir, make_file,
-                    rand, read_direct, read_direct_fd, read_file, run_parallel, usable_cpus)
+                    rand, read_direct, read_direct_fd, read_file, run_parallel, usable_cpus,
+                    possible_cpus)
 
 pytestmark = pytest.mark.transports("uring")
-
-
-def possible_cpus():
-    with open("/sys/devices/system/cpu/possible") as f:
-        n = 0
-        for part in f.read().strip().split(","):
-            lo, _, hi = part.partition("-")
-            n += int(hi or lo) - int(lo) + 1
-        return n
 
 
 def ring_stats(m):
