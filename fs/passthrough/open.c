@@ -139,9 +139,10 @@ static void set_open_reply(struct rf_file_info *fi, int fd, dev_t dev)
 	if (fi->flags & O_DIRECT)
 		fi->fh |= FH_DIRECT | (uint64_t)dio_align_shift(fd) << FH_ALIGN_SHIFT;
 	/* Closing a read-only descriptor flushes nothing anywhere (a backing filesystem's flush
-	 * writes back or checks what its writers left), and the locks of the caller are the
-	 * kernel's own: spare close(2) the round trip. */
-	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY;
+	 * writes back or checks what its writers left), nor does closing a tmpfs or ramfs file
+	 * (pt_flush() would answer at once), and the locks of the caller are the kernel's own:
+	 * spare close(2) the round trip. */
+	fi->noflush = (fi->flags & O_ACCMODE) == O_RDONLY || (fi->fh & FH_INLINE);
 	fi->direct_io = (fi->flags & O_DIRECT) != 0;
 	fi->parallel_direct_writes = fi->direct_io;
 	fi->keep_cache = fs.cache == CACHE_ALWAYS;

@@ -404,6 +404,33 @@ def test_memory_backed_source_io(mounter, transport, fs, tmpfs_src):
     stop(m)
 
 
+def flushes_of_written_files(m, n=3):
+    """Create, write and close n files on m; the FLUSH requests the daemon then received."""
+    for i in range(n):
+        fd = os.open(m.p("w%d" % i), os.O_CREAT | os.O_WRONLY, 0o644)
+        try:
+            os.write(fd, b"x" * 1000)
+        finally:
+            os.close(fd)
+        assert read_file(m.p("w%d" % i)) == b"x" * 1000
+    stop(m)
+    return len(re.findall(r"<- FLUSH #", m.daemon.output()))
+
+
+def test_close_sends_flush_only_where_it_can_matter(mounter, transport, fs, tmpfs_src):
+    """close(2) of a file opened to write costs a FLUSH round trip only where the backing
+    filesystem may have something to flush: never on tmpfs (nothing is written back there),
+    always on a disk filesystem's source (NFS-like close-to-open and write-back errors)."""
+    m = mounter(transport, fs, opts=("debug", "cache=none"), src=tmpfs_src)
+    assert flushes_of_written_files(m) == 0
+    m = mounter(transport, fs, opts=("debug", "cache=none"))
+    kind = subprocess.run(["stat", "-f", "-c", "%T", m.src], stdout=subprocess.PIPE,
+                          text=True, check=True).stdout.strip()
+    if kind in ("tmpfs", "ramfs"):
+        pytest.skip("the default source is memory-backed here (%s)" % kind)
+    assert flushes_of_written_files(m) == 3
+
+
 # ---------------------------------------------------------------------------------------------
 # (b) containment
 
