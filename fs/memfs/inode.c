@@ -209,7 +209,7 @@ void node_free(struct node *n)
 
 	if (n->type == S_IFREG) {
 		radix_free(n->file.root, n->file.height);
-		space_release(n->file.alloc);
+		data_release(n->file.alloc);
 	} else if (n->type == S_IFDIR) {
 		struct dir *d = n->dir;
 

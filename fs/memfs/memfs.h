@@ -287,6 +287,7 @@ void mfs_forget(rf_req *req, rf_ino ino, uint64_t nlookup);
 /* ---- data.c (every function but the space ones: n->lock held) ---- */
 int space_charge(uint64_t bytes);
 void space_release(uint64_t bytes);
+void data_release(uint64_t bytes); /* file data freed: released, and given back in bulk */
 void radix_free(void *p, unsigned int h);
 struct chunk *chunk_at(const struct fdata *f, uint64_t idx);
 struct chunk *chunk_prepare(struct fdata *f, uint64_t idx, uint32_t need, uint32_t a, uint32_t b,

@@ -352,3 +352,66 @@ def test_locked_memory_need_is_said_before_rings_fail(transport):
     assert need, out
     # At least one ring of 64 entries (24 KiB), one per thread.
     assert int(need.group(1)) >= 24 * threads, out
+
+
+# ---- memfs gives freed file data back ----
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def sanitized(pid):
+    """Whether the daemon runs under a sanitizer, whose allocator keeps freed memory."""
+    with open("/proc/%d/maps" % pid) as f:
+        return any(lib in line for line in f for lib in ("libasan", "libtsan"))
+
+
+def write_mib(path, mib, byte):
+    block = bytes([byte]) * MiB
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for _ in range(mib):
+            os.write(fd, block)
+    finally:
+        os.close(fd)
+
+
+def rss_falls_to(pid, limit_kib, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while rss_kib(pid) > limit_kib and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rss_kib(pid)
+
+
+@pytest.mark.mount_opts("cache=none")
+def test_freed_file_data_leaves_the_daemon(mnt):
+    """memfs keeps file data in its heap, written by several queue threads at once (so in
+    several allocator arenas): deleting or truncating the files must give that memory back to
+    the kernel, the daemon's RSS falling to where it was, not only to the allocator."""
+    if sanitized(mnt.pid):
+        pytest.skip("a sanitizer's allocator keeps freed memory in quarantine")
+    cpus = usable_cpus()
+    # The transport's buffers fill up with the first large writes: they are not file data.
+    failures = run_parallel(lambda i: write_mib(mnt.p("warm%d" % i), 4, 0x5a), 2, cpus=cpus)
+    assert not failures, failures
+    for i in range(2):
+        os.unlink(mnt.p("warm%d" % i))
+    base = rss_kib(mnt.pid)
+    failures = run_parallel(lambda i: write_mib(mnt.p("big%d" % i), 96, 0xa5 + i), 2, cpus=cpus)
+    assert not failures, failures
+    peak = rss_kib(mnt.pid)
+    assert peak - base >= 150 * 1024, "192 MiB written, RSS %d -> %d KiB" % (base, peak)
+    os.unlink(mnt.p("big0"))
+    with open(mnt.p("big1"), "r+b") as f:
+        f.truncate(MiB)
+    after = rss_falls_to(mnt.pid, base + 32 * 1024)
+    assert after <= base + 32 * 1024, \
+        "RSS %d KiB before, %d with 192 MiB of files, %d after deleting and truncating them" % (
+            base, peak, after)
+    with open(mnt.p("big1"), "rb") as f:
+        assert f.read() == bytes([0xa6]) * MiB
