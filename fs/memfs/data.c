@@ -28,7 +28,7 @@ void space_release(uint64_t bytes)
 /*
  * File data comes in chunks of at most 64 KiB, below the allocator's mmap threshold, so what
  * a deleted or truncated file frees stays in the allocator's arenas and in the daemon's RSS
- * (771 MiB kept after a 1 GiB file was written and deleted). Once GIVE_BACK_BYTES of data were
+ * (771 MiB kept after 1 GiB of files was written and deleted). Once GIVE_BACK_BYTES of data were
  * released, the free pages go back to the kernel: one malloc_trim() per 64 MiB freed.
  */
 #define GIVE_BACK_BYTES (64ull << 20)
