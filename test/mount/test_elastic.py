@@ -14,7 +14,7 @@ import time
 import pytest
 
 import rfutil
-from fsx import Fsx, env_seed
+from fsx import Fsx, daemon_usage, env_seed, sanitized
 from rfutil import (ALL_TRANSPORTS, MiB, daemon_argv, expect_start_failure, make_dir, make_file,
                     rand, read_file, run_parallel, usable_cpus, possible_cpus)
 
@@ -358,27 +358,7 @@ def test_locked_memory_need_is_said_before_rings_fail(transport):
 
 
 def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for %d" % pid)
-
-
-def sanitized(pid):
-    """Whether the daemon runs under a sanitizer, whose allocator keeps freed memory."""
-    with open("/proc/%d/maps" % pid) as f:
-        return any(lib in line for line in f for lib in ("libasan", "libtsan"))
-
-
-def write_mib(path, mib, byte):
-    block = bytes([byte]) * MiB
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        for _ in range(mib):
-            os.write(fd, block)
-    finally:
-        os.close(fd)
+    return daemon_usage(pid)[0]
 
 
 def rss_falls_to(pid, limit_kib, seconds=5.0):
@@ -393,16 +373,18 @@ def test_freed_file_data_leaves_the_daemon(mnt):
     """memfs keeps file data in its heap, written by several queue threads at once (so in
     several allocator arenas): deleting or truncating the files must give that memory back to
     the kernel, the daemon's RSS falling to where it was, not only to the allocator."""
-    if sanitized(mnt.pid):
+    if sanitized(rfutil.fs_binary("memfs")):
         pytest.skip("a sanitizer's allocator keeps freed memory in quarantine")
     cpus = usable_cpus()
     # The transport's buffers fill up with the first large writes: they are not file data.
-    failures = run_parallel(lambda i: write_mib(mnt.p("warm%d" % i), 4, 0x5a), 2, cpus=cpus)
+    failures = run_parallel(lambda i: make_file(mnt.p("warm%d" % i), b"w" * 4 * MiB), 2,
+                            cpus=cpus)
     assert not failures, failures
     for i in range(2):
         os.unlink(mnt.p("warm%d" % i))
     base = rss_kib(mnt.pid)
-    failures = run_parallel(lambda i: write_mib(mnt.p("big%d" % i), 96, 0xa5 + i), 2, cpus=cpus)
+    failures = run_parallel(lambda i: make_file(mnt.p("big%d" % i), bytes([0xa5 + i]) * 96 * MiB),
+                            2, cpus=cpus)
     assert not failures, failures
     peak = rss_kib(mnt.pid)
     assert peak - base >= 150 * 1024, "192 MiB written, RSS %d -> %d KiB" % (base, peak)
